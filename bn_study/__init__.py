@@ -1,0 +1,1 @@
+"""bn_study: controlled experiments on where normalization goes in a network."""

@@ -1,0 +1,58 @@
+"""What every script shares: quiet logs, one-line errors for bad flags, and app.run."""
+
+import importlib.util
+import sys
+
+from absl import app, flags
+
+from bn_study import choices
+
+
+def _load_config(argv: list[str]):
+    """The config named by --config=path[:arg], loaded as config_flags would."""
+    spec_arg = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
+    path, _, arg = spec_arg.partition(':')
+    spec = importlib.util.spec_from_file_location('_config_for_errors', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def unknown_key_message(argv: list[str]) -> str | None:
+    """Names the first --config.a.b override whose key does not exist, and the valid keys."""
+    try:
+        config = _load_config(argv)
+    except Exception:  # the config file itself is broken; absl's message will say so
+        return None
+    for a in argv:
+        if not a.startswith('--config.'):
+            continue
+        node, walked = config, 'config'
+        for key in a[len('--config.'):].split('=', 1)[0].split('.'):
+            if not hasattr(node, 'keys') or key not in node:
+                valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none)'
+                return f'{walked} has no key {key!r} (from {a}); valid keys: {valid}'
+            node, walked = node[key], f'{walked}.{key}'
+    return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f'error: {e}')
+    except (KeyError, AttributeError) as e:  # config_flags' error for an unknown key
+        sys.exit(f'error: {unknown_key_message(argv) or e}')
+
+
+def run(main) -> None:
+    """app.run with one-line errors: bad flags and ConfigError exit non-zero with one line."""
+    def guarded(argv):
+        if len(argv) > 1:
+            sys.exit(f'error: unexpected arguments: {" ".join(argv[1:])}')
+        try:
+            main(argv)
+        except choices.ConfigError as e:
+            sys.exit(f'error: {e}')
+    app.run(guarded, flags_parser=_parse_flags)
+
