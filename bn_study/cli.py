@@ -8,13 +8,18 @@ from absl import app, flags
 from bn_study import choices
 
 
-def _load_config(argv: list[str]):
-    """The config named by --config=path[:arg], loaded as config_flags would."""
+def config_module(argv: list[str]):
+    """The module and argument named by --config=path[:arg] (for get_sweep and errors)."""
     spec_arg = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
     path, _, arg = spec_arg.partition(':')
-    spec = importlib.util.spec_from_file_location('_config_for_errors', path)
+    spec = importlib.util.spec_from_file_location('_bn_study_config', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module, arg or None
+
+
+def _load_config(argv: list[str]):
+    module, arg = config_module(argv)
     return module.get_config(arg) if arg else module.get_config()
 
 

@@ -68,6 +68,11 @@ def create_train_state(model, rng, image_shape, make_tx) -> TrainState:
                              batch_stats=batch_stats)
 
 
+def unreplicate(tree):
+    """Device 0's copy. (flax's unreplicate keeps the device axis when pmapping 1 of N.)"""
+    return jax.tree.map(lambda x: x[0], tree)
+
+
 def select_devices(config: ml_collections.ConfigDict) -> list:
     """The local devices to pmap over, splitting the CPU into config.cpu_devices if asked."""
     if config.cpu_devices:
@@ -169,4 +174,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                        'epochs_completed': max(epoch - 1, 0),
                        'wall_time_s': time.perf_counter() - start})
         raise
-    return jax_utils.unreplicate(state)
+    return unreplicate(state)

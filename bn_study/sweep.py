@@ -1,0 +1,76 @@
+"""Sweeps: override dicts expanded from a config file, each run in its own sub-workdir."""
+
+import copy
+import itertools
+import os
+import time
+from typing import Callable
+
+import ml_collections
+from absl import logging
+
+from bn_study import choices, records
+
+
+def product(axes: dict) -> list[dict]:
+    """Every combination of the values of each key, later keys varying fastest."""
+    keys = list(axes)
+    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+
+
+def run_name(overrides: dict) -> str:
+    """A readable, stable directory name: 'model.bn_position-after_act__seed-0'."""
+    return '__'.join(f'{k}-{v}' for k, v in overrides.items()).replace('/', '_')
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
+    """A copy of config with dotted-path overrides; an unknown key is a ConfigError."""
+    config = copy.deepcopy(config)
+    for path, value in overrides.items():
+        node, keys = config, path.split('.')
+        for i, key in enumerate(keys):
+            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+                where = '.'.join(['config', *keys[:i]])
+                valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none)'
+                raise choices.ConfigError(
+                    f'sweep key {path!r}: {where} has no key {key!r}; valid keys: {valid}')
+            if i < len(keys) - 1:
+                node = node[key]
+        with node.unlocked():
+            node[keys[-1]] = value
+    return config
+
+
+def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: str,
+              train_fn: Callable) -> dict:
+    """Runs every override not yet complete, one after another; a failing run does not stop
+    the rest. Returns counts of runs done, skipped and failed."""
+    if not sweep:
+        raise choices.ConfigError('the sweep is empty: get_sweep returned no runs')
+    names = [run_name(o) for o in sweep]
+    if len(set(names)) != len(names):
+        raise choices.ConfigError('two runs of the sweep share a name; make overrides distinct')
+    # Build and validate every run's config before starting any, so a typo costs nothing.
+    configs = [apply_overrides(config, o) for o in sweep]
+    for run_config in configs:
+        choices.validate(run_config)
+    counts = {'ran': 0, 'skipped': 0, 'failed': 0}
+    for index, (name, run_config) in enumerate(zip(names, configs), start=1):
+        workdir = os.path.join(sweep_dir, name)
+        summary = records.read_summary(workdir)
+        if summary is not None and summary['status'] == records.COMPLETE:
+            counts['skipped'] += 1
+            logging.info('[%d/%d] %s: complete, skipped', index, len(names), name)
+            continue
+        start = time.perf_counter()
+        try:
+            train_fn(run_config, workdir)
+        except Exception as e:  # recorded in the run's summary; the sweep goes on
+            counts['failed'] += 1
+            logging.error('[%d/%d] %s: failed: %s', index, len(names), name, e)
+            continue
+        counts['ran'] += 1
+        accuracy = records.read_summary(workdir)['final_test_accuracy']
+        logging.info('[%d/%d] %s: test accuracy %.4f (%.0f s)', index, len(names), name,
+                     accuracy, time.perf_counter() - start)
+    return counts

@@ -1,0 +1,35 @@
+"""Test set-up: 4 simulated CPU devices (before JAX starts) and one shared TFDS data_dir."""
+
+import os
+import sys
+
+# Must precede the first JAX import of the session, so it lives here, not in a fixture.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=4').strip()
+
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST = os.path.join(REPO, '..', 'shared', 'datasets', 'mnist')
+sys.path.insert(0, REPO)
+
+from configs import default  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+    """A TFDS data_dir in which the embedded digits get registered once per session."""
+    return str(tmp_path_factory.mktemp('tensorflow_datasets'))
+
+
+@pytest.fixture
+def make_config(data_dir):
+    """A default config on the shared data_dir, with dotted-path overrides."""
+    from bn_study import sweep
+
+    def make(**overrides):
+        config = default.get_config()
+        config.data.data_dir = data_dir
+        return sweep.apply_overrides(config, {k.replace('__', '.'): v
+                                              for k, v in overrides.items()})
+    return make

@@ -1,0 +1,134 @@
+"""The pmapped train step across device counts, and train_and_evaluate end to end."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import jax_utils
+
+from bn_study import choices, data, models, optim, records, train
+
+
+def _state_and_batch(make_config, bn_position='before_act', batch=32):
+    config = make_config(model__bn_position=bn_position)
+    model = models.build_model(config.model, config.norm, num_classes=10)
+    schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
+    state = train.create_train_state(
+        model, jax.random.PRNGKey(0), (28, 28, 1),
+        lambda p: optim.make_optimizer(config.optimizer, schedule, p))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, batch).astype(np.int32)
+    return state, {'image': images, 'label': labels}
+
+
+def _step(state, batch, num_devices):
+    devices = jax.devices()[:num_devices]
+    shard = lambda x: x.reshape(num_devices, -1, *x.shape[1:])
+    p_step = jax.pmap(train.train_step, axis_name=train.BATCH_AXIS, devices=devices)
+    # Three steps, so momentum, the warm-up schedule and running statistics all move.
+    state = jax_utils.replicate(state, devices)
+    for _ in range(3):
+        state, metrics = p_step(state, jax.tree.map(shard, batch))
+    return train.unreplicate(state), train.unreplicate(metrics)
+
+
+@pytest.mark.parametrize('bn_position', ['before_act', 'after_pool', 'none'])
+def test_four_devices_equal_one_device_on_the_concatenated_batch(make_config, bn_position):
+    state, batch = _state_and_batch(make_config, bn_position)
+    four, metrics_four = _step(state, batch, 4)
+    one, metrics_one = _step(state, batch, 1)
+    compare = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    jax.tree.map(compare, four.params, one.params)
+    jax.tree.map(compare, four.batch_stats, one.batch_stats)
+    jax.tree.map(compare, four.opt_state, one.opt_state)  # momentum buffers hold the gradients
+    jax.tree.map(compare, metrics_four, metrics_one)
+    # Guard against a vacuous pass: the step really changed parameters and statistics.
+    assert np.abs(four.params['conv1']['kernel'] - state.params['conv1']['kernel']).max() > 1e-4
+    if bn_position != 'none':
+        assert np.abs(four.batch_stats['bn_conv1']['mean']).max() > 1e-4
+
+
+def test_eval_step_sums_agree_across_device_counts(make_config):
+    state, batch = _state_and_batch(make_config)
+    batch['mask'] = np.r_[np.ones(28), np.zeros(4)].astype(np.float32)
+    sums = {}
+    for n in (1, 4):
+        devices = jax.devices()[:n]
+        p_eval = jax.pmap(train.eval_step, axis_name=train.BATCH_AXIS, devices=devices)
+        out = p_eval(jax_utils.replicate(state, devices),
+                     jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch))
+        sums[n] = jax.tree.map(lambda x: float(x[0]), out)
+    assert sums[1]['count'] == sums[4]['count'] == 28
+    assert sums[1]['loss'] == pytest.approx(sums[4]['loss'], rel=1e-5)
+    assert sums[1]['correct'] == sums[4]['correct']
+
+
+def test_short_run_learns_and_repeats_bitwise(make_config, tmp_path):
+    config = make_config(num_epochs=2)
+    first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+    second = train.train_and_evaluate(config, str(tmp_path / 'b'))
+    for a, b in zip(jax.tree.leaves((first.params, first.batch_stats)),
+                    jax.tree.leaves((second.params, second.batch_stats))):
+        np.testing.assert_array_equal(a, b)
+
+    summary = records.read_summary(str(tmp_path / 'a'))
+    assert summary['status'] == records.COMPLETE
+    assert summary['final_test_accuracy'] >= 0.90
+    assert summary['steps'] == 2 * (4000 // 128)
+    assert summary['bn_statistics'] == {
+        'scope': 'global', 'examples_per_statistic': 128, 'num_devices': 4,
+        'momentum': 0.9, 'epsilon': 1e-5, 'eval': 'running_average'}
+    assert summary == {**records.read_summary(str(tmp_path / 'b')),
+                       'wall_time_s': summary['wall_time_s']} | {
+        'environment': summary['environment']}
+    rows = records.read_metrics(str(tmp_path / 'a'))
+    assert [r['epoch'] for r in rows] == [1, 2]
+    assert rows[-1]['test_accuracy'] == summary['final_test_accuracy']
+    with open(tmp_path / 'a' / records.CONFIG_FILE) as f:
+        assert json.load(f)['model']['bn_position'] == 'before_act'
+    assert any(n.startswith('events.out.tfevents') for n in os.listdir(tmp_path / 'a'))
+
+    with pytest.raises(choices.ConfigError, match='already holds a complete run'):
+        train.train_and_evaluate(config, str(tmp_path / 'a'))
+
+
+def test_per_device_statistics_are_recorded(make_config, tmp_path):
+    config = make_config(num_epochs=1, norm__batch_stats='per_device', batch_size=64)
+    train.train_and_evaluate(config, str(tmp_path))
+    stats = records.read_summary(str(tmp_path))['bn_statistics']
+    assert (stats['scope'], stats['examples_per_statistic'], stats['num_devices']) == (
+        'per_device', 16, 4)
+
+
+def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatch):
+    real = data.train_batches
+
+    def breaking(*args, **kwargs):
+        batches = real(*args, **kwargs)
+        for _ in range(40):  # past the first epoch (31 steps), into the second
+            yield next(batches)
+        raise OSError('disk vanished')
+    monkeypatch.setattr(data, 'train_batches', breaking)
+    with pytest.raises(OSError):
+        train.train_and_evaluate(make_config(num_epochs=3), str(tmp_path))
+    summary = records.read_summary(str(tmp_path))
+    assert summary['status'] == records.FAILED
+    assert summary['epochs_completed'] == 1 and 'disk vanished' in summary['error']
+    assert len(records.read_metrics(str(tmp_path))) == 1  # the finished epoch is kept
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'batch_size': 130}, 'does not split evenly over 4 devices'),
+    ({'batch_size': 96, 'eval_batch_size': 50, 'num_devices': 3}, 'eval_batch_size=50 does not split'),
+    ({'num_devices': 5}, 'only 4 local devices'),
+    ({'optimizer__name': 'lamb'}, 'choose one of: sgd, adam, adamw'),
+    ({'data__name': 'imagenet'}, 'choose one of: mnist_5k, mnist'),
+    ({'norm__batch_stats': 'ghost'}, 'choose one of: global, per_device'),
+])
+def test_bad_config_fails_before_writing(make_config, tmp_path, overrides, message):
+    with pytest.raises(choices.ConfigError, match=message):
+        train.train_and_evaluate(make_config(**overrides), str(tmp_path / 'run'))
+    assert not (tmp_path / 'run').exists()
