@@ -85,12 +85,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be positive')
     if not 0.0 <= config.norm.momentum < 1.0:
         raise ConfigError(f'config.norm.momentum={config.norm.momentum!r} must be in [0, 1)')
-    if config.cpu_devices < 0:
-        raise ConfigError(f'config.cpu_devices={config.cpu_devices!r} must be 0 (leave as is) or more')
+    for path in ('cpu_devices', 'num_devices'):
+        if _lookup(config, path) < 0:
+            raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be 0 (default) or more')
     boundaries = tuple(config.schedule.step_boundaries_epochs)
-    if list(boundaries) != sorted(boundaries) or any(b <= 0 for b in boundaries):
+    warmup, epochs = config.schedule.warmup_epochs, config.num_epochs
+    strictly_increasing = all(a < b for a, b in zip(boundaries, boundaries[1:]))
+    if not strictly_increasing or any(not warmup < b < epochs for b in boundaries):
         raise ConfigError(
-            f'config.schedule.step_boundaries_epochs={boundaries!r} must be increasing and positive')
+            f'config.schedule.step_boundaries_epochs={boundaries!r} must be strictly increasing '
+            f'and each after the warm-up ({warmup}) and before the last epoch ({epochs})')
 
 
 def check_batch_split(batch_size: int, num_devices: int, what: str = 'batch_size') -> int:

@@ -8,10 +8,9 @@ from absl import app, flags
 from bn_study import choices
 
 
-def config_module(argv: list[str]):
-    """The module and argument named by --config=path[:arg] (for get_sweep and errors)."""
-    spec_arg = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
-    path, _, arg = spec_arg.partition(':')
+def config_module(config_spec: str):
+    """The module and argument of a --config value 'path[:arg]' (for get_sweep and errors)."""
+    path, _, arg = config_spec.partition(':')
     spec = importlib.util.spec_from_file_location('_bn_study_config', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -19,8 +18,17 @@ def config_module(argv: list[str]):
 
 
 def _load_config(argv: list[str]):
-    module, arg = config_module(argv)
-    return module.get_config(arg) if arg else module.get_config()
+    """The config named on the command line, as --config=SPEC or --config SPEC."""
+    for i, a in enumerate(argv):
+        if a.startswith('--config='):
+            spec = a[len('--config='):]
+        elif a == '--config' and i + 1 < len(argv):
+            spec = argv[i + 1]
+        else:
+            continue
+        module, arg = config_module(spec)
+        return module.get_config(arg) if arg else module.get_config()
+    raise ValueError('no --config flag')
 
 
 def unknown_key_message(argv: list[str]) -> str | None:

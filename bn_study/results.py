@@ -7,17 +7,14 @@ import pandas as pd
 
 from bn_study import records
 
-# The config values that tell configurations of the seed study apart, shown in tables.
-GROUP_KEYS = ('model.bn_position', 'model.bn_on_output')
-
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
             flat.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
+        else:  # JSON lists back to tuples, so every value can be grouped on
+            flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
     return flat
 
 
@@ -37,11 +34,21 @@ def load_runs(sweep_dir: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def configuration_keys(runs: pd.DataFrame) -> list[str]:
+    """The config keys whose values differ between runs, seed aside: each distinct
+    combination is one configuration, and only seeds are pooled within it."""
+    config_columns = [c for c in runs.columns
+                      if c not in ('run', 'seed') and not c.startswith('summary.')]
+    varying = [c for c in config_columns if runs[c].nunique(dropna=False) > 1]
+    return varying or ['model.bn_position']
+
+
 def placement_table(runs: pd.DataFrame, metric: str = 'summary.final_test_accuracy'):
-    """Mean, standard deviation and number of complete seeds of `metric` per placement."""
+    """Mean, standard deviation and number of complete seeds of `metric` per configuration."""
+    keys = configuration_keys(runs)
     done = runs[runs['summary.status'] == records.COMPLETE]
-    table = done.groupby(list(GROUP_KEYS))[metric].agg(['mean', 'std', 'count'])
+    table = done.groupby(keys)[metric].agg(['mean', 'std', 'count'])
     table = table.rename(columns={'count': 'seeds'}).sort_values('mean', ascending=False)
-    failed = runs[runs['summary.status'] != records.COMPLETE].groupby(list(GROUP_KEYS)).size()
+    failed = runs[runs['summary.status'] != records.COMPLETE].groupby(keys).size()
     table['not_complete'] = failed.reindex(table.index, fill_value=0)
     return table

@@ -2,6 +2,7 @@
 
 import copy
 import itertools
+import json
 import os
 import time
 from typing import Callable
@@ -41,6 +42,32 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
     return config
 
 
+def _check_matches_record(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Refuses a sweep dir whose complete run was made with another config: skipping it
+    would report old results as new ones."""
+    summary = records.read_summary(workdir)
+    if summary is None or summary['status'] != records.COMPLETE:
+        return  # nothing finished there; the run starts again from scratch
+    with open(os.path.join(workdir, records.CONFIG_FILE)) as f:
+        stored = json.load(f)
+    differing = sorted(_differing_keys(stored, json.loads(config.to_json())))
+    if differing:
+        raise choices.ConfigError(
+            f'{workdir} holds a complete run made with a different config '
+            f'(differs in: {", ".join(differing)}); use a new --sweep_dir or delete that run')
+
+
+def _differing_keys(a: dict, b: dict, prefix: str = '') -> list[str]:
+    keys = []
+    for key in a.keys() | b.keys():
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys += _differing_keys(x, y, f'{prefix}{key}.')
+        elif x != y:
+            keys.append(f'{prefix}{key}')
+    return keys
+
+
 def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: str,
               train_fn: Callable) -> dict:
     """Runs every override not yet complete, one after another; a failing run does not stop
@@ -50,10 +77,11 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: s
     names = [run_name(o) for o in sweep]
     if len(set(names)) != len(names):
         raise choices.ConfigError('two runs of the sweep share a name; make overrides distinct')
-    # Build and validate every run's config before starting any, so a typo costs nothing.
+    # Build and check every run's config before starting any, so a typo costs nothing.
     configs = [apply_overrides(config, o) for o in sweep]
-    for run_config in configs:
+    for name, run_config in zip(names, configs):
         choices.validate(run_config)
+        _check_matches_record(os.path.join(sweep_dir, name), run_config)
     counts = {'ran': 0, 'skipped': 0, 'failed': 0}
     for index, (name, run_config) in enumerate(zip(names, configs), start=1):
         workdir = os.path.join(sweep_dir, name)

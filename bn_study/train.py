@@ -82,8 +82,8 @@ def select_devices(config: ml_collections.ConfigDict) -> list:
             if len(jax.devices('cpu')) != config.cpu_devices:
                 raise choices.ConfigError(
                     f'config.cpu_devices={config.cpu_devices} but JAX already started with '
-                    f'{len(jax.devices("cpu"))} CPU devices; set it before JAX starts '
-                    '(scripts/train.py does) or leave it 0') from None
+                    f'{len(jax.devices("cpu"))} CPU devices; it must be set before the '
+                    'first JAX computation of the process, or left 0') from None
     devices = jax.local_devices()
     wanted = config.num_devices or len(devices)
     if wanted > len(devices):
@@ -104,6 +104,9 @@ def evaluate(p_eval_step, state, batches) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains, evaluates every epoch, and writes the run's record; returns the final state."""
     choices.validate(config)
+    if jax.process_count() > 1:  # every host would read the whole training split
+        raise choices.ConfigError('multi-host runs are not supported yet (issue 4): the '
+                                  'training split is not sharded per host')
     devices = select_devices(config)
     num_devices = len(devices)
     choices.check_batch_split(config.batch_size, num_devices)
@@ -120,7 +123,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     record = records.RunRecord(workdir, writer=jax.process_index() == 0)
     record.start(config)
     start = time.perf_counter()
-    epoch = 0
+    history = []
     try:
         model = models.build_model(config.model, config.norm, info.num_classes)
         schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
@@ -137,7 +140,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                         config.seed)
         test_batches = data.eval_batches(builder, info, config.eval_batch_size, num_devices)
 
-        history = []
         for epoch in range(1, config.num_epochs + 1):
             epoch_start = time.perf_counter()
             step_metrics = []
@@ -171,7 +173,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         })
     except BaseException as e:
         record.finish({'status': records.FAILED, 'error': f'{type(e).__name__}: {e}',
-                       'epochs_completed': max(epoch - 1, 0),
-                       'wall_time_s': time.perf_counter() - start})
+                       'epochs_completed': len(history),
+                       'wall_time_s': time.perf_counter() - start,
+                       'environment': records.environment()})
         raise
     return unreplicate(state)

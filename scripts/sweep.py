@@ -21,7 +21,7 @@ flags.mark_flags_as_required(['config', 'sweep_dir'])
 
 
 def main(argv):
-    module, arg = cli.config_module(sys.argv)
+    module, arg = cli.config_module(config_flags.get_config_filename(flags.FLAGS['config']))
     if not hasattr(module, 'get_sweep'):
         raise choices.ConfigError(f'{module.__file__} defines no get_sweep(); it is no study')
     counts = sweep.run_sweep(_CONFIG.value, module.get_sweep(arg), _SWEEP_DIR.value,

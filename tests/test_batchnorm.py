@@ -42,7 +42,7 @@ def test_train_and_eval_outputs_match_numpy():
 
 
 def test_batch_stats_change_in_train_mode_and_not_in_eval_mode():
-    model = simple_cnn.SimpleCNN(bn_position='after_act', norm=_factory())
+    model = simple_cnn.SimpleCNN(norm=_factory(), bn_position='after_act')
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
     before = variables['batch_stats']

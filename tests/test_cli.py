@@ -67,6 +67,10 @@ def test_study_runs_each_placement_prints_a_table_and_skips_on_rerun(tmp_path, d
     again = _run('sweep.py', *args)
     assert 'runs: 0 ran, 2 skipped, 0 failed' in again.stdout, again.stderr[-3000:]
 
+    changed = _run('sweep.py', *args, '--config.num_epochs=2')  # old results must not pass
+    assert changed.returncode != 0
+    assert 'made with a different config (differs in: num_epochs)' in changed.stderr
+
 
 def test_unknown_sweep_key_fails_before_any_run(tmp_path, data_dir):
     config_file = tmp_path / 'study.py'

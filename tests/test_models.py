@@ -5,8 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study import choices
+from bn_study import choices, norms
 from bn_study.models import simple_cnn
+from configs import default
+
+
+def _cnn(**fields):
+    """SimpleCNN with the default norm settings, per-device so it runs outside pmap."""
+    config = default.get_config().norm
+    config.batch_stats = 'per_device'
+    return simple_cnn.SimpleCNN(norm=norms.make_norm(config, fields.get('dtype', jnp.float32)),
+                                **fields)
 
 EXPECTED_ORDER = {
     'none': ['conv1', 'relu_conv1', 'pool_conv1', 'conv2', 'relu_conv2', 'pool_conv2',
@@ -25,7 +34,7 @@ EXPECTED_ORDER = {
 
 def _trace(bn_position, bn_on_output=False, batch=16):
     """Runs one train-mode forward pass and returns the outputs of each op, in call order."""
-    model = simple_cnn.SimpleCNN(bn_position=bn_position, bn_on_output=bn_on_output)
+    model = _cnn(bn_position=bn_position, bn_on_output=bn_on_output)
     x = jax.random.normal(jax.random.PRNGKey(1), (batch, 28, 28, 1))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
     _, state = model.apply(variables, x, train=True, mutable=['batch_stats', 'intermediates'],
@@ -104,11 +113,11 @@ def test_layer_names_are_stable_across_placements():
 
 def test_unknown_bn_position_lists_the_choices():
     with pytest.raises(choices.ConfigError, match='none, before_act, after_act, after_pool'):
-        simple_cnn.SimpleCNN(bn_position='after_relu')
+        _cnn(bn_position='after_relu')
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
-    model = simple_cnn.SimpleCNN(bn_position='before_act', dtype=jnp.bfloat16)
+    model = _cnn(bn_position='before_act', dtype=jnp.bfloat16)
     x = jnp.ones((2, 28, 28, 1))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))

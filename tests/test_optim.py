@@ -7,13 +7,14 @@ import numpy as np
 import optax
 import pytest
 
-from bn_study import optim
+from bn_study import norms, optim
 from bn_study.models import simple_cnn
 from configs import default
 
 
 def _params(bn_position='before_act'):
-    model = simple_cnn.SimpleCNN(bn_position=bn_position)
+    norm = norms.make_norm(default.get_config().norm, jnp.float32)
+    model = simple_cnn.SimpleCNN(norm=norm, bn_position=bn_position)
     return model.init(jax.random.PRNGKey(0), jnp.ones((1, 28, 28, 1)), train=False)['params']
 
 

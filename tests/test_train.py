@@ -11,36 +11,48 @@ from flax import jax_utils
 from bn_study import choices, data, models, optim, records, train
 
 
-def _state_and_batch(make_config, bn_position='before_act', batch=32):
-    config = make_config(model__bn_position=bn_position)
+def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global'):
+    """State and batch for the cross-device tests, computed in float64 (call under x64).
+
+    In float32, ReLU kinks and max-pool near-ties turn rounding differences (any change of
+    reduction order, even permuting the batch on one device) into gradient differences of
+    ~1e-4 in single elements; float64 makes the comparison test the semantics, not rounding.
+    """
+    config = make_config(model__bn_position=bn_position, norm__batch_stats=batch_stats,
+                         schedule__warmup_epochs=0.0)  # so the very first step moves params
+    config.model.dtype = 'float64'  # test only: choices.DTYPES does not offer it
     model = models.build_model(config.model, config.norm, num_classes=10)
     schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
     state = train.create_train_state(
         model, jax.random.PRNGKey(0), (28, 28, 1),
         lambda p: optim.make_optimizer(config.optimizer, schedule, p))
     rng = np.random.default_rng(0)
-    images = rng.normal(size=(batch, 28, 28, 1)).astype(np.float32)
+    images = rng.normal(size=(batch, 28, 28, 1))
     labels = rng.integers(0, 10, batch).astype(np.int32)
     return state, {'image': images, 'label': labels}
 
 
-def _step(state, batch, num_devices):
+def _step(state, batch, num_devices, steps=3):
     devices = jax.devices()[:num_devices]
     shard = lambda x: x.reshape(num_devices, -1, *x.shape[1:])
     p_step = jax.pmap(train.train_step, axis_name=train.BATCH_AXIS, devices=devices)
-    # Three steps, so momentum, the warm-up schedule and running statistics all move.
     state = jax_utils.replicate(state, devices)
-    for _ in range(3):
+    for _ in range(steps):
         state, metrics = p_step(state, jax.tree.map(shard, batch))
     return train.unreplicate(state), train.unreplicate(metrics)
 
 
 @pytest.mark.parametrize('bn_position', ['before_act', 'after_pool', 'none'])
+@jax.enable_x64(True)
 def test_four_devices_equal_one_device_on_the_concatenated_batch(make_config, bn_position):
     state, batch = _state_and_batch(make_config, bn_position)
+    compare = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # After one step the SGD momentum buffer is exactly the (decayed) gradient.
+    jax.tree.map(compare, _step(state, batch, 4, steps=1)[0].opt_state,
+                 _step(state, batch, 1, steps=1)[0].opt_state)
+    # After three, momentum, parameters and running statistics have all moved.
     four, metrics_four = _step(state, batch, 4)
     one, metrics_one = _step(state, batch, 1)
-    compare = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     jax.tree.map(compare, four.params, one.params)
     jax.tree.map(compare, four.batch_stats, one.batch_stats)
     jax.tree.map(compare, four.opt_state, one.opt_state)  # momentum buffers hold the gradients
@@ -49,6 +61,22 @@ def test_four_devices_equal_one_device_on_the_concatenated_batch(make_config, bn
     assert np.abs(four.params['conv1']['kernel'] - state.params['conv1']['kernel']).max() > 1e-4
     if bn_position != 'none':
         assert np.abs(four.batch_stats['bn_conv1']['mean']).max() > 1e-4
+
+
+@jax.enable_x64(True)
+def test_per_device_statistics_average_the_slices_own_updates(make_config):
+    """Per-device BN: each slice normalises itself; the step equals the mean of four
+    one-slice steps (gradients and running averages both enter linearly)."""
+    state, batch = _state_and_batch(make_config, batch_stats='per_device')
+    four, _ = _step(state, batch, 4, steps=1)
+    slices = [_step(state, jax.tree.map(lambda x: x[i * 8:(i + 1) * 8], batch), 1, steps=1)[0]
+              for i in range(4)]
+    mean_of = lambda *xs: np.mean(np.stack(xs), axis=0)
+    compare = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    jax.tree.map(compare, four.batch_stats, jax.tree.map(mean_of, *[s.batch_stats for s in slices]))
+    jax.tree.map(compare, four.params, jax.tree.map(mean_of, *[s.params for s in slices]))
+    pooled, _ = _step(_state_and_batch(make_config)[0], batch, 4, steps=1)
+    assert np.abs(four.params['fc2']['kernel'] - pooled.params['fc2']['kernel']).max() > 1e-6
 
 
 def test_eval_step_sums_agree_across_device_counts(make_config):
@@ -127,6 +155,10 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
     ({'optimizer__name': 'lamb'}, 'choose one of: sgd, adam, adamw'),
     ({'data__name': 'imagenet'}, 'choose one of: mnist_5k, mnist'),
     ({'norm__batch_stats': 'ghost'}, 'choose one of: global, per_device'),
+    ({'num_devices': -1}, 'num_devices=-1 must be 0'),
+    ({'schedule__name': 'step', 'schedule__step_boundaries_epochs': (3, 3)},
+     'must be strictly increasing'),
+    ({'schedule__step_boundaries_epochs': (9,)}, 'before the last epoch'),
 ])
 def test_bad_config_fails_before_writing(make_config, tmp_path, overrides, message):
     with pytest.raises(choices.ConfigError, match=message):

@@ -24,13 +24,13 @@ class SimpleCNN(nn.Module):
     Names follow the question: conv1, conv2, fc1, fc2 for layers; bn_X, relu_X, pool_X for
     the norm, activation and pool of block X, so parameter trees compare across placements.
     """
+    norm: NormFactory  # norms.make_norm(config.norm, dtype): built once, called per block
     bn_position: str = 'before_act'
     bn_on_output: bool = False
     conv_features: Sequence[int] = (32, 64)
     hidden_features: int = 256
     num_classes: int = 10
     dtype: Any = jnp.float32
-    norm: NormFactory = nn.BatchNorm
 
     def __post_init__(self):
         choices.check_choice('model.bn_position', self.bn_position, choices.BN_POSITIONS)
