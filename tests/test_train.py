@@ -79,6 +79,7 @@ def test_per_device_statistics_average_the_slices_own_updates(make_config):
     assert np.abs(four.params['fc2']['kernel'] - pooled.params['fc2']['kernel']).max() > 1e-6
 
 
+@jax.enable_x64(True)
 def test_eval_step_sums_agree_across_device_counts(make_config):
     state, batch = _state_and_batch(make_config)
     batch['mask'] = np.r_[np.ones(28), np.zeros(4)].astype(np.float32)
