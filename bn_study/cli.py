@@ -5,7 +5,7 @@ import sys
 
 from absl import app, flags
 
-from bn_study import choices
+from bn_study import choices, sweep
 
 
 def config_module(config_spec: str):
@@ -38,14 +38,10 @@ def unknown_key_message(argv: list[str]) -> str | None:
     except Exception:  # the config file itself is broken; absl's message will say so
         return None
     for a in argv:
-        if not a.startswith('--config.'):
-            continue
-        node, walked = config, 'config'
-        for key in a[len('--config.'):].split('=', 1)[0].split('.'):
-            if not hasattr(node, 'keys') or key not in node:
-                valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none)'
-                return f'{walked} has no key {key!r} (from {a}); valid keys: {valid}'
-            node, walked = node[key], f'{walked}.{key}'
+        if a.startswith('--config.'):
+            problem = sweep.unknown_key(config, a[len('--config.'):].split('=', 1)[0])
+            if problem:
+                return f'{problem} (from {a})'
     return None
 
 

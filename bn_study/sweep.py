@@ -24,21 +24,31 @@ def run_name(overrides: dict) -> str:
     return '__'.join(f'{k}-{v}' for k, v in overrides.items()).replace('/', '_')
 
 
+def unknown_key(config: ml_collections.ConfigDict, path: str) -> str | None:
+    """None if the dotted path exists in config, else which key is missing and the valid ones."""
+    node, keys = config, path.split('.')
+    for i, key in enumerate(keys):
+        if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+            where = '.'.join(['config', *keys[:i]])
+            valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none)'
+            return f'{where} has no key {key!r}; valid keys: {valid}'
+        node = node[key]
+    return None
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
     """A copy of config with dotted-path overrides; an unknown key is a ConfigError."""
     config = copy.deepcopy(config)
     for path, value in overrides.items():
-        node, keys = config, path.split('.')
-        for i, key in enumerate(keys):
-            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
-                where = '.'.join(['config', *keys[:i]])
-                valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none)'
-                raise choices.ConfigError(
-                    f'sweep key {path!r}: {where} has no key {key!r}; valid keys: {valid}')
-            if i < len(keys) - 1:
-                node = node[key]
+        problem = unknown_key(config, path)
+        if problem:
+            raise choices.ConfigError(f'sweep key {path!r}: {problem}')
+        *parents, last = path.split('.')
+        node = config
+        for key in parents:
+            node = node[key]
         with node.unlocked():
-            node[keys[-1]] = value
+            node[last] = value
     return config
 
 

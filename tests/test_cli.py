@@ -23,8 +23,8 @@ def _run(script, *args):
     ('--config.optimizer.name=lamb', 'choose one of: sgd, adam, adamw'),
     ('--config.batch_size=130', 'config.batch_size=130 does not split evenly over 4 devices'),
     ('--config.model.bn_positon=after_act',
-     "config.model has no key 'bn_positon' (from --config.model.bn_positon=after_act); "
-     'valid keys: bn_on_output, bn_position,'),
+     "config.model has no key 'bn_positon'; valid keys: bn_on_output, bn_position, "
+     'conv_features, dtype, hidden_features, name (from --config.model.bn_positon=after_act)'),
     ('--config.data.name=mnist', "dataset 'mnist' is not prepared"),
 ])
 def test_bad_input_gets_one_error_line_and_no_record(tmp_path, data_dir, override, message):
