@@ -152,16 +152,36 @@ def train_batches(builder, info: DatasetInfo, batch_size: int, num_devices: int,
     return iter(tfds.as_numpy(ds))
 
 
-def eval_batches(builder, info: DatasetInfo, batch_size: int, num_devices: int) -> list[dict]:
-    """The whole test split as padded batches with a 'mask' marking real examples."""
-    ds = _split(builder, 'test').batch(batch_size)
-    ds = ds.map(_preprocess(info, 1))
-    batches = []
-    for batch in tfds.as_numpy(ds):
-        real = batch['label'].shape[1]
-        pad = batch_size - real
-        padded = {k: np.concatenate([v[0], np.zeros((pad, *v.shape[2:]), v.dtype)])
-                  for k, v in batch.items()}
-        padded['mask'] = np.concatenate([np.ones(real, np.float32), np.zeros(pad, np.float32)])
-        batches.append({k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in padded.items()})
-    return batches
+def eval_batches(builder, info: DatasetInfo, batch_size: int, num_devices: int,
+                 shuffle_seed: int | None = None) -> list[dict]:
+    """The whole test split in batches, with a 'mask' marking each example's one count.
+
+    The last batch is completed with examples from the start of the split, masked out, so
+    that an evaluation with the test batch's own BN statistics normalizes over real images.
+    Such an evaluation needs `shuffle_seed`: a test split stored in class order (as the
+    embedded one is) would otherwise give batches of one or two classes.
+    """
+    ds = _split(builder, 'test').batch(num_examples(builder, 'test'))
+    split = next(iter(tfds.as_numpy(ds.map(_preprocess(info, 1)))))
+    images, labels = split['image'][0], split['label'][0]
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(len(labels))
+        images, labels = images[order], labels[order]
+    count = len(labels)
+    positions = np.arange(-(-count // batch_size) * batch_size)
+    mask = (positions < count).astype(np.float32)
+    shard = lambda x: x.reshape(-1, num_devices, batch_size // num_devices, *x.shape[1:])
+    arrays = {'image': shard(images[positions % count]), 'label': shard(labels[positions % count]),
+              'mask': shard(mask)}
+    return [{k: v[i] for k, v in arrays.items()} for i in range(len(positions) // batch_size)]
+
+
+def precise_bn_batches(builder, info: DatasetInfo, batch_size: int, num_devices: int,
+                       num_batches: int, seed: int) -> list[dict]:
+    """A fixed sample of training batches for PreciseBN, the same at every evaluation.
+
+    They are the first `num_batches` batches of the seed's first training epoch: a fixed
+    sample keeps PreciseBN from adding sampling noise between the checkpoints it compares.
+    """
+    batches = train_batches(builder, info, batch_size, num_devices, seed)
+    return [next(batches) for _ in range(num_batches)]

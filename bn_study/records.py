@@ -1,4 +1,5 @@
-"""A run's record in its workdir: config.json, metrics.jsonl, TensorBoard events, summary.json.
+"""A run's record in its workdir: config.json, metrics.jsonl, diagnostics.jsonl, TensorBoard
+events, summary.json.
 
 summary.json is written last and atomically; its `status` is `complete` only for a run
 that finished. Everything downstream (studies, reports) reads these files, never logs.
@@ -18,6 +19,7 @@ from bn_study import choices
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
+DIAGNOSTICS_FILE = 'diagnostics.jsonl'
 SUMMARY_FILE = 'summary.json'
 COMPLETE = 'complete'
 FAILED = 'failed'
@@ -32,8 +34,9 @@ def read_summary(workdir: str) -> dict | None:
         return json.load(f)
 
 
-def read_metrics(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, METRICS_FILE)) as f:
+def read_metrics(workdir: str, name: str = METRICS_FILE) -> list[dict]:
+    """The rows of metrics.jsonl (or of diagnostics.jsonl, by name)."""
+    with open(os.path.join(workdir, name)) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -83,7 +86,7 @@ class RunRecord:
         if not self.writer:
             return
         os.makedirs(self.workdir, exist_ok=True)
-        stale = [SUMMARY_FILE, METRICS_FILE] + glob.glob(
+        stale = [SUMMARY_FILE, METRICS_FILE, DIAGNOSTICS_FILE] + glob.glob(
             os.path.join(self.workdir, 'events.out.tfevents.*'))
         for name in stale:  # a run that never finished starts again from scratch
             path = os.path.join(self.workdir, name)
@@ -102,6 +105,19 @@ class RunRecord:
         for key, value in row.items():
             if key not in ('epoch', 'step'):
                 self._tensorboard.scalar(key, value, row['step'])
+        self._tensorboard.flush()
+
+    def log_diagnostics(self, step: int, rows: list[dict]) -> None:
+        """Appends one row per norm layer to diagnostics.jsonl, and each value to TensorBoard."""
+        if not self.writer:
+            return
+        with open(os.path.join(self.workdir, DIAGNOSTICS_FILE), 'a') as f:
+            for row in rows:
+                f.write(json.dumps(row, sort_keys=True) + '\n')
+        for row in rows:
+            for key, value in row.items():
+                if key not in ('step', 'layer'):
+                    self._tensorboard.scalar(f'diagnostics/{row["layer"]}/{key}', value, step)
         self._tensorboard.flush()
 
     def finish(self, summary: dict) -> None:

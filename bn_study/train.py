@@ -1,4 +1,4 @@
-"""TrainState, the pure pmapped train and eval steps, and train_and_evaluate(config, workdir)."""
+"""TrainState, the pure pmapped train step, and train_and_evaluate(config, workdir)."""
 
 import time
 from typing import Any
@@ -7,12 +7,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from flax import jax_utils
 from flax.training import train_state
 
-from bn_study import choices, data, models, norms, optim, records
+from bn_study import choices, data, diagnostics, evaluation, models, norms, optim, records
 
 BATCH_AXIS = norms.BATCH_AXIS
 
@@ -22,17 +21,13 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
 
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     """One SGD step on one device's slice; pmapped with axis_name=BATCH_AXIS."""
     def loss_fn(params):
         logits, updates = state.apply_fn(
             {'params': params, 'batch_stats': state.batch_stats}, batch['image'],
             train=True, mutable=['batch_stats'])
-        loss = cross_entropy(logits, batch['label']).mean()
+        loss = evaluation.cross_entropy(logits, batch['label']).mean()
         return loss, (logits, updates['batch_stats'])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -46,17 +41,6 @@ def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
     metrics = jax.lax.pmean({'loss': loss, 'accuracy': accuracy}, BATCH_AXIS)
     return state, metrics
-
-
-def eval_step(state: TrainState, batch: dict) -> dict:
-    """Sums of loss, correct predictions and real examples, over all devices."""
-    logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
-                            batch['image'], train=False)
-    mask = batch['mask']
-    correct = (jnp.argmax(logits, -1) == batch['label']) * mask
-    sums = {'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
-            'correct': jnp.sum(correct), 'count': jnp.sum(mask)}
-    return jax.lax.psum(sums, BATCH_AXIS)
 
 
 def create_train_state(model, rng, image_shape, make_tx) -> TrainState:
@@ -93,12 +77,23 @@ def select_devices(config: ml_collections.ConfigDict) -> list:
     return devices[:wanted]
 
 
-def evaluate(p_eval_step, state, batches) -> dict:
-    """Test loss and accuracy over the whole (padded) test split."""
-    sums = [p_eval_step(state, batch) for batch in batches]
-    totals = jax.tree.map(lambda *xs: float(np.sum([x[0] for x in xs])), *jax.device_get(sums))
-    return {'test_loss': totals['loss'] / totals['count'],
-            'test_accuracy': totals['correct'] / totals['count']}
+def _check_model_builds(model, image_shape) -> None:
+    """Shape-checks the model (group counts, norms on dense layers) before any record exists."""
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                      jnp.zeros((2, *image_shape), jnp.float32), train=False))
+
+
+def _final_summary(config, history: list[dict]) -> dict:
+    """Final and best test metrics, for the headline and for every evaluation kind."""
+    summary = {'final_train_loss': history[-1]['train_loss'],
+               'final_train_accuracy': history[-1]['train_accuracy']}
+    for suffix in ['', *(f'_{kind}' for kind in config.eval.stats)]:
+        best = max(history, key=lambda r: r[f'test_accuracy{suffix}'])
+        summary[f'final_test_accuracy{suffix}'] = history[-1][f'test_accuracy{suffix}']
+        summary[f'final_test_loss{suffix}'] = history[-1][f'test_loss{suffix}']
+        summary[f'best_test_accuracy{suffix}'] = best[f'test_accuracy{suffix}']
+        summary[f'best_epoch{suffix}'] = best['epoch']
+    return summary
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -109,8 +104,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                                   'training split is not sharded per host')
     devices = select_devices(config)
     num_devices = len(devices)
-    choices.check_batch_split(config.batch_size, num_devices)
-    choices.check_batch_split(config.eval_batch_size, num_devices, 'eval_batch_size')
+    per_device_batch = choices.check_batch_split(config.batch_size, num_devices)
+    choices.check_batch_split(config.eval.batch_size, num_devices, 'eval.batch_size')
+    choices.check_ghost_batch(config.norm, per_device_batch)
     builder = data.load_builder(config.data)
     info = data.DATASETS[config.data.name]
     steps_per_epoch = data.num_examples(builder, 'train') // config.batch_size
@@ -119,56 +115,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f'config.batch_size={config.batch_size} exceeds the '
             f'{data.num_examples(builder, "train")} training examples')
     total_steps = steps_per_epoch * config.num_epochs
+    model = models.build_model(config.model, config.norm, info.num_classes)
+    _check_model_builds(model, info.image_shape)
 
     record = records.RunRecord(workdir, writer=jax.process_index() == 0)
     record.start(config)
     start = time.perf_counter()
     history = []
     try:
-        model = models.build_model(config.model, config.norm, info.num_classes)
         schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
                                        steps_per_epoch, total_steps)
         state = create_train_state(
             model, jax.random.PRNGKey(config.seed), info.image_shape,
             lambda params: optim.make_optimizer(config.optimizer, schedule, params))
         num_params = sum(x.size for x in jax.tree.leaves(state.params))
+        uses_batch_stats = bool(jax.tree.leaves(state.batch_stats))
         state = jax_utils.replicate(state, devices)
         p_train_step = jax.pmap(train_step, axis_name=BATCH_AXIS, devices=devices,
                                 donate_argnums=(0,))
-        p_eval_step = jax.pmap(eval_step, axis_name=BATCH_AXIS, devices=devices)
+        p_signal_step = jax.pmap(diagnostics.signal_step, axis_name=BATCH_AXIS, devices=devices)
+        evaluate_all = evaluation.make_evaluator(config, builder, info, devices,
+                                                 uses_batch_stats)
         train_iter = data.train_batches(builder, info, config.batch_size, num_devices,
                                         config.seed)
-        test_batches = data.eval_batches(builder, info, config.eval_batch_size, num_devices)
+        every = config.diagnostics.every_steps
 
+        step = 0
         for epoch in range(1, config.num_epochs + 1):
             epoch_start = time.perf_counter()
             step_metrics = []
             for _ in range(steps_per_epoch):
-                state, metrics = p_train_step(state, next(train_iter))
+                batch = next(train_iter)
+                state, metrics = p_train_step(state, batch)
+                step += 1
                 step_metrics.append(metrics)  # stays on device: no host sync per step
+                if (every and step % every == 0) or step == total_steps:
+                    record.log_diagnostics(step, diagnostics.rows(
+                        step, p_signal_step(state, batch), state.batch_stats))
             train = jax.tree.map(lambda *xs: float(np.mean([x[0] for x in xs])),
                                  *jax.device_get(step_metrics))
-            row = {'epoch': epoch, 'step': epoch * steps_per_epoch,
+            row = {'epoch': epoch, 'step': step,
                    'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
-                   **evaluate(p_eval_step, state, test_batches),
-                   'learning_rate': float(schedule(epoch * steps_per_epoch - 1)),
+                   **evaluate_all(state),
+                   'learning_rate': float(schedule(step - 1)),
                    'epoch_time_s': time.perf_counter() - epoch_start}
             history.append(row)
             record.log_epoch(row)
             logging.info('epoch %d: %s', epoch, {k: round(v, 4) for k, v in row.items()})
 
-        best = max(history, key=lambda r: r['test_accuracy'])
         record.finish({
-            'status': records.COMPLETE,
-            'final_test_accuracy': history[-1]['test_accuracy'],
-            'final_test_loss': history[-1]['test_loss'],
-            'final_train_loss': history[-1]['train_loss'],
-            'final_train_accuracy': history[-1]['train_accuracy'],
-            'best_test_accuracy': best['test_accuracy'], 'best_epoch': best['epoch'],
+            'status': records.COMPLETE, **_final_summary(config, history),
             'epochs': config.num_epochs, 'steps': total_steps, 'num_params': int(num_params),
             'wall_time_s': time.perf_counter() - start,
-            'bn_statistics': norms.describe_batch_stats(
-                config.model, config.norm, config.batch_size, num_devices),
+            'normalization': norms.describe(config, models.has_norm_layers(config.model),
+                                            num_devices),
             'environment': records.environment(),
         })
     except BaseException as e:

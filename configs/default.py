@@ -21,25 +21,67 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_devices = 0  # local devices to pmap over: 0 = all, N = the first N
 
     config.batch_size = 128  # global batch; must split evenly over the devices
-    config.eval_batch_size = 500  # global; the last test batch is padded and masked
     config.num_epochs = 5  # passes over the training split (the remainder batch is dropped)
 
     config.model = ml_collections.ConfigDict()
-    config.model.name = 'simple_cnn'  # simple_cnn
-    # none | before_act | after_act | after_pool: where BN goes in both conv blocks and FC1
+    config.model.name = 'simple_cnn'  # simple_cnn | vgg | resnet | mlp
+    # Where the norm goes; each family has its own closed set (bn_study/choices.py):
+    #   simple_cnn, vgg: none | before_act | after_act | after_pool
+    #   mlp: none | before_act | after_act
+    #   resnet (the residual unit): original | bn_after_addition | relu_before_addition |
+    #          relu_only_preactivation | full_preactivation | none
     config.model.bn_position = 'before_act'
-    config.model.bn_on_output = False  # True: BN after FC2 too (the well-known answer does)
-    config.model.conv_features = (32, 64)  # output channels of conv1 and conv2 (3x3, SAME)
-    config.model.hidden_features = 256  # width of FC1
+    config.model.bn_on_output = False  # True: a norm after the logits layer too
     config.model.dtype = 'float32'  # float32 | bfloat16 | float16: compute dtype; params stay fp32
+    # Each family's own settings; only config.model.<name> is read.
+    config.model.simple_cnn = ml_collections.ConfigDict()
+    config.model.simple_cnn.conv_features = (32, 64)  # output channels of conv1, conv2 (3x3)
+    config.model.simple_cnn.hidden_features = 256  # width of FC1
+    config.model.vgg = ml_collections.ConfigDict()
+    config.model.vgg.depth = 11  # 11 | 13 | 16 | 19: conv layers + 3 (VGG's own counting)
+    config.model.vgg.width = 64  # first stage's channels; stages are x(1, 2, 4, 8, 8)
+    config.model.vgg.hidden_features = ()  # hidden dense layers before the logits, e.g. (512,)
+    config.model.resnet = ml_collections.ConfigDict()
+    config.model.resnet.depth = 20  # basic: 6n+2 (20, 32, 44, 56, 110); bottleneck: 9n+2 (164)
+    config.model.resnet.block = 'basic'  # basic | bottleneck
+    config.model.resnet.width = 16  # first stage's channels; stages are x(1, 2, 4)
+    config.model.resnet.shortcut = 'projection'  # projection | zero_pad, where shapes change
+    config.model.mlp = ml_collections.ConfigDict()
+    config.model.mlp.hidden_features = (100, 100, 100)  # the BN paper's MNIST network
+    config.model.mlp.activation = 'sigmoid'  # sigmoid | relu
+    config.model.mlp.init_stddev = 0.0  # 0: LeCun normal; > 0: kernels ~ N(0, stddev^2)
 
     config.norm = ml_collections.ConfigDict()
-    # global | per_device: BN statistics over the whole global batch, or each device's slice
+    config.norm.kind = 'batch'  # batch | layer | group | instance | none
+    # batch only. global | per_device | ghost: statistics over the whole global batch (the
+    # same experiment on any number of devices), each device's slice (changes with the device
+    # count), or ghost batches of ghost_batch_size inside each device's slice.
     config.norm.batch_stats = 'global'
-    # Flax convention: running = momentum * running + (1 - momentum) * batch.
+    config.norm.ghost_batch_size = 32  # ghost only: must divide the per-device batch
+    config.norm.num_groups = 32  # group only: must divide every normalized layer's channels
+    # batch only. Flax convention: running = momentum * running + (1 - momentum) * batch.
     # 0.9 equals PyTorch's momentum=0.1; Flax's own default 0.99 is too slow for short runs.
     config.norm.momentum = 0.9
     config.norm.epsilon = 1e-5
+    config.norm.use_scale = True  # learned per-channel scale (gamma)
+    config.norm.use_bias = True  # learned per-channel shift (beta)
+    # resnet only: start the last norm of every residual branch at scale 0, so each unit
+    # begins as the identity. Which norm that is depends on the unit (bn_study/models/resnet.py).
+    config.norm.zero_init_last_scale = False
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 500  # global, for ema and precise; the last batch is masked
+    # Which BN statistics the test set is evaluated with, each reported side by side; the
+    # first is the headline test_accuracy. ema: the running averages; precise: PreciseBN,
+    # population statistics recomputed with frozen weights; batch: each test batch's own,
+    # in batches of batch_size normalized as in training.
+    config.eval.stats = ('ema',)
+    config.eval.precise_bn_examples = 2048  # training examples PreciseBN averages over
+
+    config.diagnostics = ml_collections.ConfigDict()
+    # Per-norm-layer signal statistics on a training batch every N steps and after the last
+    # step (diagnostics.jsonl); 0: after the last step only.
+    config.diagnostics.every_steps = 50
 
     config.data = ml_collections.ConfigDict()
     config.data.name = 'mnist_5k'  # mnist_5k (embedded, offline) | mnist (official TFDS)

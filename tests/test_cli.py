@@ -17,21 +17,29 @@ def _run(script, *args):
 
 @pytest.mark.parametrize('override, message', [
     ('--config.model.bn_position=after_relu',
-     "config.model.bn_position='after_relu' is not valid; choose one of: none, before_act, "
-     'after_act, after_pool'),
+     "config.model.bn_position='after_relu' is not valid for model simple_cnn; choose one of: "
+     'none, before_act, after_act, after_pool'),
+    ('--config.model.name=resnet', "config.model.bn_position='before_act' is not valid for model "
+                                   'resnet; choose one of: original, bn_after_addition'),
+    ('--config.norm.kind=batchnorm', 'choose one of: batch, layer, group, instance, none'),
+    ('--config.norm.kind=group --config.norm.num_groups=3',
+     'config.norm.num_groups=3 does not divide the 32 channels of norm_conv1; choose one of: '
+     '1, 2, 4, 8, 16, 32'),
+    ('--config.norm.batch_stats=ghost --config.norm.ghost_batch_size=24',
+     'ghost_batch_size=24 does not divide the per-device batch of 32'),
     ('--config.data.name=cifar10', 'choose one of: mnist_5k, mnist'),
     ('--config.optimizer.name=lamb', 'choose one of: sgd, adam, adamw'),
     ('--config.batch_size=130', 'config.batch_size=130 does not split evenly over 4 devices'),
     ('--config.model.bn_positon=after_act',
-     "config.model has no key 'bn_positon'; valid keys: bn_on_output, bn_position, "
-     'conv_features, dtype, hidden_features, name (from --config.model.bn_positon=after_act)'),
+     "config.model has no key 'bn_positon'; valid keys: bn_on_output, bn_position, dtype, "
+     'mlp, name, resnet, simple_cnn, vgg (from --config.model.bn_positon=after_act)'),
     ('--config.data.name=mnist', "dataset 'mnist' is not prepared"),
 ])
 def test_bad_input_gets_one_error_line_and_no_record(tmp_path, data_dir, override, message):
     workdir = tmp_path / 'run'
     result = _run('train.py', '--config=configs/default.py', f'--workdir={workdir}',
                   f'--config.data.data_dir={tmp_path}', '--config.data.download=False',
-                  '--config.cpu_devices=4', override)
+                  '--config.cpu_devices=4', *override.split())
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and message in last, result.stderr[-2000:]

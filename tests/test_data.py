@@ -60,13 +60,30 @@ def test_epochs_are_different_permutations(make_config):
     assert not np.array_equal(first, second)
 
 
-def test_eval_batches_pad_and_mask_the_remainder(make_config):
+def test_eval_batches_complete_the_last_batch_with_masked_real_images(make_config):
     builder = data.load_builder(make_config().data)
     batches = data.eval_batches(builder, data.DATASETS['mnist_5k'], 384, 4)
     assert len(batches) == 3
     assert all(b['image'].shape == (4, 96, 28, 28, 1) for b in batches)
     assert sum(b['mask'].sum() for b in batches) == 1000
-    assert batches[-1]['mask'].reshape(-1)[1000 - 2 * 384:].sum() == 0
+    last = {k: v.reshape(384, *v.shape[2:]) for k, v in batches[-1].items()}
+    real = 1000 - 2 * 384
+    assert last['mask'][:real].all() and not last['mask'][real:].any()
+    # The filler is the split's first images again, so batch statistics stay real.
+    first = batches[0]['image'].reshape(384, 28, 28, 1)
+    np.testing.assert_array_equal(last['image'][real:], first[:384 - real])
+
+
+def test_shuffled_eval_batches_hold_every_test_image_once(make_config):
+    builder = data.load_builder(make_config().data)
+    info = data.DATASETS['mnist_5k']
+    plain = data.eval_batches(builder, info, 500, 1)
+    shuffled = data.eval_batches(builder, info, 500, 1, shuffle_seed=0)
+    labels = lambda batches: np.concatenate([b['label'].ravel() for b in batches])
+    assert sorted(labels(plain)) == sorted(labels(shuffled))
+    # The embedded test split is stored in class order; a shuffled batch mixes all classes.
+    assert len(np.unique(plain[0]['label'])) == 5
+    assert len(np.unique(shuffled[0]['label'])) == 10
 
 
 def test_official_mnist_prepares_offline_from_manual_dir(make_config, tmp_path):

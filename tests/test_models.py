@@ -1,123 +1,312 @@
-"""SimpleCNN: order of operations per placement, bias rules, parameter names and counts."""
+"""Every family: order of operations per placement, bias rules, names, pinned parameter counts."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study import choices, norms
-from bn_study.models import simple_cnn
+from bn_study import choices, models
 from configs import default
 
-
-def _cnn(**fields):
-    """SimpleCNN with the default norm settings, per-device so it runs outside pmap."""
-    config = default.get_config().norm
-    config.batch_stats = 'per_device'
-    return simple_cnn.SimpleCNN(norm=norms.make_norm(config, fields.get('dtype', jnp.float32)),
-                                **fields)
-
-EXPECTED_ORDER = {
-    'none': ['conv1', 'relu_conv1', 'pool_conv1', 'conv2', 'relu_conv2', 'pool_conv2',
-             'fc1', 'relu_fc1', 'fc2'],
-    'before_act': ['conv1', 'bn_conv1', 'relu_conv1', 'pool_conv1',
-                   'conv2', 'bn_conv2', 'relu_conv2', 'pool_conv2',
-                   'fc1', 'bn_fc1', 'relu_fc1', 'fc2'],
-    'after_act': ['conv1', 'relu_conv1', 'bn_conv1', 'pool_conv1',
-                  'conv2', 'relu_conv2', 'bn_conv2', 'pool_conv2',
-                  'fc1', 'relu_fc1', 'bn_fc1', 'fc2'],
-    'after_pool': ['conv1', 'relu_conv1', 'pool_conv1', 'bn_conv1',
-                   'conv2', 'relu_conv2', 'pool_conv2', 'bn_conv2',
-                   'fc1', 'relu_fc1', 'bn_fc1', 'fc2'],
-}
+# Small widths keep the traces fast; parameter counts below use the default widths.
+SMALL = {'simple_cnn': {}, 'vgg': {'width': 4}, 'resnet': {'depth': 8, 'width': 4},
+         'mlp': {'hidden_features': (12, 12, 12)}}
 
 
-def _trace(bn_position, bn_on_output=False, batch=16):
-    """Runs one train-mode forward pass and returns the outputs of each op, in call order."""
-    model = _cnn(bn_position=bn_position, bn_on_output=bn_on_output)
-    x = jax.random.normal(jax.random.PRNGKey(1), (batch, 28, 28, 1))
+def _model(name, bn_position, kind='batch', bn_on_output=False, **family):
+    config = default.get_config()
+    config.model.update(name=name, bn_position=bn_position, bn_on_output=bn_on_output)
+    config.model[name].update(family)
+    config.norm.update(kind=kind, batch_stats='per_device', num_groups=2)  # runs outside pmap
+    return models.build_model(config.model, config.norm, num_classes=10)
+
+
+def _trace(model, batch=8, shape=(28, 28, 1)):
+    """Variables, and (tag, output) of every op in call order, nested units flattened."""
+    x = jax.random.normal(jax.random.PRNGKey(1), (batch, *shape))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
-    _, state = model.apply(variables, x, train=True, mutable=['batch_stats', 'intermediates'],
-                           capture_intermediates=True)
-    inter = state['intermediates']
-    trace = []
-    for name, value in inter.items():
-        if name == '__call__':
-            continue
-        out = value['__call__'][0] if isinstance(value, dict) else value[0]
-        trace.append((name, np.asarray(out)))
-    return variables, trace
+    _, state = model.apply(variables, x, train=True, mutable=['batch_stats', 'intermediates'])
+
+    def flatten(tree, prefix=''):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flatten(value, f'{prefix}{key}/')
+            else:
+                yield f'{prefix}{key.removesuffix("_out")}', np.asarray(value[0])
+    return variables, list(flatten(state['intermediates']))
 
 
-@pytest.mark.parametrize('bn_position', choices.BN_POSITIONS)
-def test_order_of_operations(bn_position):
-    _, trace = _trace(bn_position)
-    assert [name for name, _ in trace] == EXPECTED_ORDER[bn_position]
+def _check_op_outputs(trace, kind='batch'):
+    """ReLUs are non-negative, pools halve, batch-mode BN standardizes each channel."""
     previous = None
     for name, out in trace:
-        axes = tuple(range(out.ndim - 1))
-        if name.startswith('relu'):
-            assert out.min() >= 0
-        if name.startswith('bn'):  # train mode at init: BN standardises the previous op
-            np.testing.assert_allclose(out.mean(axes), 0, atol=1e-4)
-            var_in = previous.var(axes)
-            np.testing.assert_allclose(out.var(axes), var_in / (var_in + 1e-5), atol=1e-3)
-            assert out.min() < 0  # so a BN output can't pass for a ReLU output
-        if name.startswith('pool'):
-            assert out.shape[1:3] == (previous.shape[1] // 2, previous.shape[2] // 2)
+        op = name.rsplit('/', 1)[-1]
+        if op.startswith('act'):  # ReLU or sigmoid
+            assert out.min() >= 0, name
+        if op.startswith('norm') and kind == 'batch':
+            axes = tuple(range(out.ndim - 1))
+            np.testing.assert_allclose(out.mean(axes), 0, atol=1e-4, err_msg=name)
+            assert out.min() < 0  # so a norm output can't pass for a ReLU output
+        if op.startswith('pool_conv'):
+            assert out.shape[1] == -(-previous.shape[1] // 2), name
         previous = out
 
 
-def test_bn_on_output_adds_a_last_norm():
-    _, trace = _trace('after_act', bn_on_output=True)
-    assert [name for name, _ in trace][-2:] == ['fc2', 'bn_fc2']
-    np.testing.assert_allclose(trace[-1][1].mean(0), 0, atol=1e-4)
+# ---- SimpleCNN and VGG: the plain placements --------------------------------------------
+
+def _plain(layers, pooled, position):
+    """The expected trace of a plain network: each layer's ops in the placement's order."""
+    order = {'none': ['', 'act', 'pool'], 'before_act': ['', 'norm', 'act', 'pool'],
+             'after_act': ['', 'act', 'norm', 'pool'], 'after_pool': ['', 'act', 'pool', 'norm']}
+    trace = []
+    for layer in layers:
+        for op in order[position]:
+            if op == 'pool' and layer not in pooled:
+                continue
+            trace.append(f'{op}_{layer}' if op else layer)
+    return trace
 
 
-@pytest.mark.parametrize('bn_position', choices.BN_POSITIONS)
-@pytest.mark.parametrize('bn_on_output', [False, True])
-def test_bias_only_where_no_norm_follows(bn_position, bn_on_output):
-    variables, _ = _trace(bn_position, bn_on_output, batch=2)
-    params = variables['params']
-    for layer in ('conv1', 'conv2', 'fc1'):
-        assert ('bias' in params[layer]) == (bn_position != 'before_act'), layer
-    assert ('bias' in params['fc2']) == (not bn_on_output)
-    norms = {k for k in params if k.startswith('bn_')}
-    expected = set() if bn_position == 'none' else {'bn_conv1', 'bn_conv2', 'bn_fc1'}
-    assert norms == expected | ({'bn_fc2'} if bn_on_output else set())
-    assert set(variables.get('batch_stats', {})) == norms
+@pytest.mark.parametrize('position', choices.PLAIN_POSITIONS)
+def test_simple_cnn_order_of_operations(position):
+    _, trace = _trace(_model('simple_cnn', position))
+    assert [n for n, _ in trace] == _plain(['conv1', 'conv2', 'fc1'], {'conv1', 'conv2'},
+                                           position) + ['fc2']
+    _check_op_outputs(trace)
 
 
-def _count(tree):
-    return sum(x.size for x in jax.tree.leaves(tree))
+@pytest.mark.parametrize('position', choices.PLAIN_POSITIONS)
+def test_vgg11_order_of_operations(position):
+    _, trace = _trace(_model('vgg', position, **SMALL['vgg']), shape=(32, 32, 3))
+    convs = [f'conv{i}' for i in range(1, 9)]
+    # VGG-11: 64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M
+    pooled = {'conv1', 'conv2', 'conv4', 'conv6', 'conv8'}
+    assert [n for n, _ in trace] == _plain(convs, pooled, position) + ['fc1']
+    _check_op_outputs(trace)
+    assert trace[-2][1].shape[1:3] == (1, 1)  # five pools: 32 -> 1
 
 
-def test_parameter_counts_match_hand_computation():
-    conv1, conv2 = 3 * 3 * 1 * 32, 3 * 3 * 32 * 64
-    fc1, fc2 = 7 * 7 * 64 * 256, 256 * 10
-    biases = 32 + 64 + 256
-    none, _ = _trace('none', batch=2)
-    assert _count(none['params']) == conv1 + conv2 + fc1 + fc2 + biases + 10
-    before, _ = _trace('before_act', batch=2)  # biases replaced by BN scale and bias
-    assert _count(before['params']) == conv1 + conv2 + fc1 + fc2 + 2 * biases + 10
-    after, _ = _trace('after_act', bn_on_output=True, batch=2)
-    assert _count(after['params']) == conv1 + conv2 + fc1 + fc2 + 3 * biases + 2 * 10
-    assert _count(after['batch_stats']) == 2 * (biases + 10)
+def test_vgg_hidden_layers_get_the_norm_too():
+    _, trace = _trace(_model('vgg', 'after_act', width=4, hidden_features=(16,)))
+    assert [n for n, _ in trace][-4:] == ['fc1', 'act_fc1', 'norm_fc1', 'fc2']
+
+
+@pytest.mark.parametrize('position', choices.MLP_POSITIONS)
+def test_mlp_order_of_operations(position):
+    _, trace = _trace(_model('mlp', position, **SMALL['mlp']))
+    assert [n for n, _ in trace] == _plain(['fc1', 'fc2', 'fc3'], set(), position) + ['fc4']
+    for name, out in trace:
+        if name.startswith('act'):  # sigmoid
+            assert 0 < out.min() and out.max() < 1
+
+
+def test_mlp_rejects_after_pool():
+    with pytest.raises(choices.ConfigError,
+                       match="'after_pool' is not valid for model mlp; choose one of: none, "
+                             'before_act, after_act'):
+        _model('mlp', 'after_pool')
+
+
+# ---- ResNet: the residual units of He et al. 2016 -----------------------------------------
+
+# Fig. 4 of Identity Mappings, unit by unit; '+' is the addition.
+UNITS = {
+    'original': 'conv1 norm1 act1 conv2 norm2 + act_add',
+    'bn_after_addition': 'conv1 norm1 act1 conv2 + norm_add act_add',
+    'relu_before_addition': 'conv1 norm1 act1 conv2 norm2 act2 +',
+    'relu_only_preactivation': 'act1 conv1 norm1 act2 conv2 norm2 +',
+    'full_preactivation': 'norm1 act1 conv1 norm2 act2 conv2 +',
+    'none': 'conv1 act1 conv2 + act_add',
+}
+# unit -> (the branch's last op, the shortcut's op if not the unit's input)
+ADDITION = {
+    'original': ('norm2', None), 'bn_after_addition': ('conv2', None),
+    'relu_before_addition': ('act2', None), 'none': ('conv2', None),
+    'relu_only_preactivation': ('norm2', 'stage1_unit1/act1'),
+    'full_preactivation': ('conv2', 'stage1_unit1/act1'),
+}
+STEM = {'full_preactivation': 'conv_stem', 'none': 'conv_stem act_stem'}
+HEAD = {'full_preactivation': 'norm_head act_head', 'relu_only_preactivation': 'act_head'}
+
+
+@pytest.mark.parametrize('unit', choices.RESIDUAL_UNITS)
+def test_resnet_units_follow_he_et_al(unit):
+    model = _model('resnet', unit, **SMALL['resnet'])
+    _, trace = _trace(model)
+    names = [n for n, _ in trace]
+    expected = STEM.get(unit, 'conv_stem norm_stem act_stem').split()
+    for stage in (1, 2, 3):
+        expected += [f'stage{stage}_unit1/{op}'.replace('/+', '/add')
+                     for op in UNITS[unit].split()]
+    expected += HEAD.get(unit, '').split() + ['pool_head', 'fc']
+    assert names == expected
+    _check_op_outputs(trace)
+    # The addition really adds the branch and the shortcut. Stage 1 keeps the shape, so the
+    # shortcut is the unit's input, or, for pre-activation units, that input pre-activated
+    # before the split (the network's first unit, as in He et al.'s code: 'both_preact').
+    outputs = dict(trace)
+    branch_end, shortcut = ADDITION[unit]
+    shortcut = shortcut or names[names.index('stage1_unit1/' + UNITS[unit].split()[0]) - 1]
+    np.testing.assert_allclose(outputs['stage1_unit1/add'],
+                               outputs[f'stage1_unit1/{branch_end}'] + outputs[shortcut],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_bottleneck_units_have_three_convs_and_a_wider_output():
+    variables, trace = _trace(_model('resnet', 'full_preactivation', depth=11,
+                                     block='bottleneck', width=4))
+    unit = [n.split('/', 1)[1] for n, _ in trace if n.startswith('stage2_unit1/')]
+    assert unit == 'norm1 act1 conv1 norm2 act2 conv2 norm3 act3 conv3 add'.split()
+    params = variables['params']['stage2_unit1']
+    assert params['conv1']['kernel'].shape == (1, 1, 16, 8)  # 4 x 4 in, the stage's 8 inner
+    assert params['conv2']['kernel'].shape == (3, 3, 8, 8)
+    assert params['conv3']['kernel'].shape == (1, 1, 8, 32)
+    assert params['projection']['kernel'].shape == (1, 1, 16, 32)
+
+
+def test_zero_pad_shortcuts_have_no_parameters():
+    projection, _ = _trace(_model('resnet', 'original', **SMALL['resnet']))
+    zero_pad, trace = _trace(_model('resnet', 'original', shortcut='zero_pad', **SMALL['resnet']))
+    assert 'projection' in projection['params']['stage2_unit1']
+    assert 'projection' not in zero_pad['params']['stage2_unit1']
+    assert dict(trace)['stage3_unit1/add'].shape == (8, 7, 7, 16)
+
+
+@pytest.mark.parametrize('unit, last_norm', [
+    ('original', 'norm2'), ('bn_after_addition', 'norm1'), ('relu_before_addition', 'norm2'),
+    ('relu_only_preactivation', 'norm2'), ('full_preactivation', 'norm2')])
+def test_zero_init_starts_the_last_norm_of_each_residual_branch_at_zero(unit, last_norm):
+    config = default.get_config()
+    config.model.update(name='resnet', bn_position=unit)
+    config.model.resnet.update(depth=8, width=4)
+    config.norm.update(batch_stats='per_device', zero_init_last_scale=True)
+    model = models.build_model(config.model, config.norm, num_classes=10)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), train=False)['params']
+    for name, unit_params in params.items():
+        if not name.startswith('stage'):
+            continue
+        for norm, values in unit_params.items():
+            if norm.startswith('norm'):
+                assert values['scale'].any() == (norm != last_norm), (name, norm)
+    assert params['norm_stem']['scale'].all() if 'norm_stem' in params else True
+
+
+def test_resnet_depths_that_are_not_6n_plus_2_are_refused():
+    with pytest.raises(choices.ConfigError, match='depth=21 is not 6n\\+2 as basic blocks need'):
+        _model('resnet', 'original', depth=21)
+    with pytest.raises(choices.ConfigError, match='depth=32 is not 9n\\+2 as bottleneck'):
+        _model('resnet', 'original', depth=32, block='bottleneck')
+
+
+# ---- Every family: biases, names, kinds, counts --------------------------------------------
+
+@pytest.mark.parametrize('name', choices.MODELS)
+@pytest.mark.parametrize('kind', choices.NORM_KINDS)
+def test_every_norm_kind_runs_in_every_family(name, kind):
+    position = {'resnet': 'original', 'mlp': 'after_act'}.get(name, 'after_act')
+    if kind == 'instance' and name in ('simple_cnn', 'mlp'):  # they normalize dense layers
+        with pytest.raises(choices.ConfigError, match='kind=instance would normalize'):
+            _trace(_model(name, position, kind, **SMALL[name]))
+        return
+    variables, trace = _trace(_model(name, position, kind, **SMALL[name]))
+    assert np.isfinite(trace[-1][1]).all()
+    assert ('batch_stats' in variables) == (kind == 'batch')
+    norm_layers = [n for n, _ in trace if n.rsplit('/', 1)[-1].startswith('norm')]
+    assert norm_layers
+    _check_op_outputs(trace, kind)
+
+
+@pytest.mark.parametrize('kind', ['batch', 'layer', 'group', 'instance', 'none'])
+def test_a_bias_precedes_a_norm_only_where_the_norm_keeps_it(kind):
+    variables, _ = _trace(_model('vgg', 'before_act', kind, **SMALL['vgg']), batch=2)
+    cancelled = kind in ('batch', 'instance')
+    for i in range(1, 9):
+        assert ('bias' in variables['params'][f'conv{i}']) == (not cancelled)
+    assert 'bias' in variables['params']['fc1']  # the logits layer has no norm after it
+
+
+@pytest.mark.parametrize('name', choices.MODELS)
+def test_bn_on_output_adds_a_last_norm(name):
+    variables, trace = _trace(_model(name, choices.BN_POSITIONS_BY_MODEL[name][0],
+                                     bn_on_output=True, **SMALL[name]))
+    out = {'simple_cnn': 'fc2', 'vgg': 'fc1', 'resnet': 'fc', 'mlp': 'fc4'}[name]
+    assert [n for n, _ in trace][-2:] == [out, f'norm_{out}']
+    assert 'bias' not in variables['params'][out]
 
 
 def test_layer_names_are_stable_across_placements():
-    names = {p: {k for k in _trace(p, batch=2)[0]['params'] if not k.startswith('bn_')}
-             for p in choices.BN_POSITIONS}
-    assert all(n == {'conv1', 'conv2', 'fc1', 'fc2'} for n in names.values())
+    for name, positions in choices.BN_POSITIONS_BY_MODEL.items():
+        layer_names = []
+        for position in positions:
+            variables = _trace(_model(name, position, **SMALL[name]), batch=2)[0]
+            flat = jax.tree_util.tree_flatten_with_path(variables['params'])[0]
+            layer_names.append({'/'.join(k.key for k in path[:-1]) for path, _ in flat
+                                if 'kernel' in str(path[-1])})
+        assert all(n == layer_names[0] for n in layer_names), name
 
 
-def test_unknown_bn_position_lists_the_choices():
-    with pytest.raises(choices.ConfigError, match='none, before_act, after_act, after_pool'):
-        _cnn(bn_position='after_relu')
+def _count(name, position, shape=(28, 28, 1), **family):
+    model = _model(name, position, **family)
+    variables = jax.eval_shape(lambda: model.init(
+        jax.random.PRNGKey(0), jnp.zeros((1, *shape)), train=False))
+    return sum(x.size for x in jax.tree.leaves(variables['params']))
+
+
+# Pinned at the default widths on 28x28x1 digits. BN adds 2 parameters per channel and
+# drops the bias of a layer it directly follows (before_act, and the residual units).
+PARAMETER_COUNTS = {
+    'simple_cnn': {'none': 824458, 'before_act': 824810, 'after_act': 825162,
+                   'after_pool': 825162},
+    'vgg': {'none': 9224458, 'before_act': 9227210, 'after_act': 9229962,
+            'after_pool': 9229962},
+    'resnet': {'original': 271994, 'bn_after_addition': 272330, 'relu_before_addition': 271994,
+               'relu_only_preactivation': 271994, 'full_preactivation': 272346, 'none': 271306},
+    'mlp': {'none': 99710, 'before_act': 100010, 'after_act': 100310},
+}
+
+
+@pytest.mark.parametrize('name', choices.MODELS)
+def test_parameter_counts_are_pinned(name):
+    assert {p: _count(name, p) for p in choices.BN_POSITIONS_BY_MODEL[name]} == \
+        PARAMETER_COUNTS[name]
+
+
+def test_parameter_counts_match_hand_computation_and_published_sizes():
+    conv1, conv2, fc1, fc2 = 3 * 3 * 1 * 32, 3 * 3 * 32 * 64, 7 * 7 * 64 * 256, 256 * 10
+    biases = 32 + 64 + 256
+    assert _count('simple_cnn', 'none') == conv1 + conv2 + fc1 + fc2 + biases + 10
+    assert _count('simple_cnn', 'before_act') == conv1 + conv2 + fc1 + fc2 + 2 * biases + 10
+    mlp = 784 * 100 + 2 * 100 * 100 + 100 * 10
+    assert _count('mlp', 'none') == mlp + 3 * 100 + 10
+    # ResNet-20, original units, projection shortcuts, one input channel, by hand.
+    widths, total, previous = (16, 32, 64), 9 * 16 + 2 * 16, 16
+    for width in widths:
+        for _ in range(3):
+            total += 9 * previous * width + 9 * width * width + 4 * width
+            total += previous * width if previous != width else 0
+            previous = width
+    assert _count('resnet', 'original') == total + 64 * 10 + 10
+    # The usual CIFAR VGG-16 with BN after each ReLU, conv biases and a 512->10 classifier
+    # has 14,728,266 parameters (e.g. the widely used kuangliu/pytorch-cifar model).
+    assert _count('vgg', 'after_act', (32, 32, 3), depth=16) == 14728266
+    # He et al. 2016: ResNet-110 and ResNet-164 both have 1.7M parameters.
+    assert round(_count('resnet', 'original', (32, 32, 3), depth=110) / 1e6, 1) == 1.7
+    assert round(_count('resnet', 'full_preactivation', (32, 32, 3), depth=164,
+                        block='bottleneck') / 1e6, 1) == 1.7
+
+
+def test_unknown_model_lists_the_registry():
+    config = default.get_config()
+    config.model.name = 'alexnet'
+    with pytest.raises(choices.ConfigError, match='choose one of: simple_cnn, vgg, resnet, mlp'):
+        models.build_model(config.model, config.norm, 10)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
-    model = _cnn(bn_position='before_act', dtype=jnp.bfloat16)
+    config = default.get_config()
+    config.model.dtype = 'bfloat16'
+    config.norm.batch_stats = 'per_device'
+    model = models.build_model(config.model, config.norm, 10)
     x = jnp.ones((2, 28, 28, 1))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))

@@ -24,9 +24,9 @@ def test_weight_decay_mask_by_parameter_role():
                                                                'kernels_only')}
     assert all(jax.tree.leaves(masks['all']))
     assert masks['all_but_norm']['conv1'] == {'kernel': True, 'bias': True}
-    assert masks['all_but_norm']['bn_conv1'] == {'scale': False, 'bias': False}
+    assert masks['all_but_norm']['norm_conv1'] == {'scale': False, 'bias': False}
     assert masks['kernels_only']['conv1'] == {'kernel': True, 'bias': False}
-    assert masks['kernels_only']['bn_fc1'] == {'scale': False, 'bias': False}
+    assert masks['kernels_only']['norm_fc1'] == {'scale': False, 'bias': False}
 
 
 def _schedule(**kw):
@@ -59,10 +59,10 @@ def test_decay_spares_norm_params_under_all_but_norm():
     tx = optim.make_optimizer(config, optax.constant_schedule(1.0), params)
     updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
     np.testing.assert_allclose(updates['conv1']['kernel'], -0.1 * params['conv1']['kernel'])
-    assert not np.any(updates['bn_conv1']['scale'])
+    assert not np.any(updates['norm_conv1']['scale'])
     config.name = 'adamw'
     tx = optim.make_optimizer(config, optax.constant_schedule(1.0), params)
     updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
     np.testing.assert_allclose(updates['fc2']['kernel'], -0.1 * params['fc2']['kernel'],
                                rtol=1e-6)
-    assert not np.any(updates['bn_fc1']['bias'])
+    assert not np.any(updates['norm_fc1']['bias'])

@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import choices, data, models, optim, records, train
+from bn_study import choices, data, evaluation, models, optim, records, train
 
 
-def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global'):
+def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global',
+                     **overrides):
     """State and batch for the cross-device tests, computed in float64 (call under x64).
 
     In float32, ReLU kinks and max-pool near-ties turn rounding differences (any change of
     reduction order, even permuting the batch on one device) into gradient differences of
     ~1e-4 in single elements; float64 makes the comparison test the semantics, not rounding.
     """
-    config = make_config(model__bn_position=bn_position, norm__batch_stats=batch_stats,
-                         schedule__warmup_epochs=0.0)  # so the very first step moves params
+    overrides = {'model__bn_position': bn_position, 'norm__batch_stats': batch_stats,
+                 'schedule__warmup_epochs': 0.0,  # so the very first step moves params
+                 **overrides}
+    config = make_config(**overrides)
     config.model.dtype = 'float64'  # test only: choices.DTYPES does not offer it
     model = models.build_model(config.model, config.norm, num_classes=10)
     schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
@@ -60,7 +63,36 @@ def test_four_devices_equal_one_device_on_the_concatenated_batch(make_config, bn
     # Guard against a vacuous pass: the step really changed parameters and statistics.
     assert np.abs(four.params['conv1']['kernel'] - state.params['conv1']['kernel']).max() > 1e-4
     if bn_position != 'none':
-        assert np.abs(four.batch_stats['bn_conv1']['mean']).max() > 1e-4
+        assert np.abs(four.batch_stats['norm_conv1']['mean']).max() > 1e-4
+
+
+# Each family, and the other norm kinds and ghost batches on the seed CNN.
+FAMILIES = {
+    'vgg11': ('before_act', {'model__name': 'vgg', 'model__vgg__width': 4}),
+    'resnet8_original': ('original', {'model__name': 'resnet', 'model__resnet__depth': 8,
+                                      'model__resnet__width': 4}),
+    'resnet11_bottleneck_preact': ('full_preactivation', {
+        'model__name': 'resnet', 'model__resnet__depth': 11, 'model__resnet__block': 'bottleneck',
+        'model__resnet__width': 4, 'norm__zero_init_last_scale': True}),
+    'mlp': ('before_act', {'model__name': 'mlp', 'model__mlp__hidden_features': (16, 16, 16)}),
+    'group_norm': ('after_act', {'norm__kind': 'group', 'norm__num_groups': 4}),
+    'ghost_batches_of_8': ('before_act', {'norm__batch_stats': 'ghost',
+                                          'norm__ghost_batch_size': 8}),
+}
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+@jax.enable_x64(True)
+def test_every_family_trains_alike_on_four_devices_and_one(make_config, family):
+    bn_position, overrides = FAMILIES[family]
+    state, batch = _state_and_batch(make_config, bn_position, **overrides)
+    four, metrics_four = _step(state, batch, 4)
+    one, metrics_one = _step(state, batch, 1)
+    compare = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    jax.tree.map(compare, (four.params, four.batch_stats, metrics_four),
+                 (one.params, one.batch_stats, metrics_one))
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), four.params, state.params)
+    assert max(jax.tree.leaves(moved)) > 1e-4
 
 
 @jax.enable_x64(True)
@@ -86,7 +118,7 @@ def test_eval_step_sums_agree_across_device_counts(make_config):
     sums = {}
     for n in (1, 4):
         devices = jax.devices()[:n]
-        p_eval = jax.pmap(train.eval_step, axis_name=train.BATCH_AXIS, devices=devices)
+        p_eval = jax.pmap(evaluation.eval_step, axis_name=train.BATCH_AXIS, devices=devices)
         out = p_eval(jax_utils.replicate(state, devices),
                      jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch))
         sums[n] = jax.tree.map(lambda x: float(x[0]), out)
@@ -107,9 +139,10 @@ def test_short_run_learns_and_repeats_bitwise(make_config, tmp_path):
     assert summary['status'] == records.COMPLETE
     assert summary['final_test_accuracy'] >= 0.90
     assert summary['steps'] == 2 * (4000 // 128)
-    assert summary['bn_statistics'] == {
-        'scope': 'global', 'examples_per_statistic': 128, 'num_devices': 4,
-        'momentum': 0.9, 'epsilon': 1e-5, 'eval': 'running_average'}
+    assert summary['normalization'] == {
+        'kind': 'batch', 'scope': 'global', 'examples_per_statistic': 128, 'num_devices': 4,
+        'momentum': 0.9, 'epsilon': 1e-5, 'use_scale': True, 'use_bias': True,
+        'zero_init_last_scale': False, 'eval_stats': {'ema': {'momentum': 0.9}}}
     assert summary == {**records.read_summary(str(tmp_path / 'b')),
                        'wall_time_s': summary['wall_time_s']} | {
         'environment': summary['environment']}
@@ -127,7 +160,7 @@ def test_short_run_learns_and_repeats_bitwise(make_config, tmp_path):
 def test_per_device_statistics_are_recorded(make_config, tmp_path):
     config = make_config(num_epochs=1, norm__batch_stats='per_device', batch_size=64)
     train.train_and_evaluate(config, str(tmp_path))
-    stats = records.read_summary(str(tmp_path))['bn_statistics']
+    stats = records.read_summary(str(tmp_path))['normalization']
     assert (stats['scope'], stats['examples_per_statistic'], stats['num_devices']) == (
         'per_device', 16, 4)
 
@@ -151,11 +184,25 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
 
 @pytest.mark.parametrize('overrides, message', [
     ({'batch_size': 130}, 'does not split evenly over 4 devices'),
-    ({'batch_size': 96, 'eval_batch_size': 50, 'num_devices': 3}, 'eval_batch_size=50 does not split'),
+    ({'batch_size': 96, 'eval__batch_size': 50, 'num_devices': 3},
+     'eval.batch_size=50 does not split'),
     ({'num_devices': 5}, 'only 4 local devices'),
     ({'optimizer__name': 'lamb'}, 'choose one of: sgd, adam, adamw'),
     ({'data__name': 'imagenet'}, 'choose one of: mnist_5k, mnist'),
-    ({'norm__batch_stats': 'ghost'}, 'choose one of: global, per_device'),
+    ({'norm__batch_stats': 'sync'}, 'choose one of: global, per_device, ghost'),
+    ({'norm__kind': 'weight'}, 'choose one of: batch, layer, group, instance, none'),
+    ({'model__name': 'resnet'}, "'before_act' is not valid for model resnet; choose one of: "
+                                'original, bn_after_addition'),
+    ({'norm__batch_stats': 'ghost', 'norm__ghost_batch_size': 12},
+     'ghost_batch_size=12 does not divide the per-device batch of 32; choose one of: 1, 2, 4, '
+     '8, 16, 32'),
+    ({'norm__kind': 'group', 'norm__num_groups': 5}, 'num_groups=5 does not divide the 32 '
+                                                     'channels of norm_conv1'),
+    ({'norm__kind': 'instance'}, 'kind=instance would normalize single values of the dense '
+                                 'layer norm_fc1'),
+    ({'eval__stats': ('ema', 'ema')}, 'must list one or more distinct values'),
+    ({'eval__stats': ('running',)}, 'choose one of: ema, precise, batch'),
+    ({'norm__zero_init_last_scale': True}, 'needs a residual branch'),
     ({'num_devices': -1}, 'num_devices=-1 must be 0'),
     ({'schedule__name': 'step', 'schedule__step_boundaries_epochs': (3, 3)},
      'must be strictly increasing'),

@@ -1,26 +1,31 @@
-"""Model registry: config.model.name -> Linen module class."""
+"""Model registry: config.model.name -> Linen module, built with its norm factory."""
 
 import jax.numpy as jnp
 import ml_collections
 
 from bn_study import choices, norms
+from bn_study.models.mlp import MLP
+from bn_study.models.resnet import ResNet
 from bn_study.models.simple_cnn import SimpleCNN
+from bn_study.models.vgg import VGG
 
-MODELS = {'simple_cnn': SimpleCNN}
+MODELS = {'simple_cnn': SimpleCNN, 'vgg': VGG, 'resnet': ResNet, 'mlp': MLP}
 assert tuple(MODELS) == choices.MODELS, 'keep choices.MODELS and the registry in step'
 
 
 def build_model(model_config: ml_collections.ConfigDict,
                 norm_config: ml_collections.ConfigDict, num_classes: int):
-    """Builds the configured model, its norm factory made once here and passed down."""
+    """Builds the configured model; its family's settings are config.model.<name>."""
     choices.check_choice('model.name', model_config.name, choices.MODELS)
     dtype = jnp.dtype(model_config.dtype)
+    family = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in model_config[model_config.name].items()}
     return MODELS[model_config.name](
-        bn_position=model_config.bn_position,
-        bn_on_output=model_config.bn_on_output,
-        conv_features=tuple(model_config.conv_features),
-        hidden_features=model_config.hidden_features,
-        num_classes=num_classes,
-        dtype=dtype,
-        norm=norms.make_norm(norm_config, dtype),
-    )
+        norm=norms.make_norm(norm_config, dtype), bn_position=model_config.bn_position,
+        bn_on_output=model_config.bn_on_output, num_classes=num_classes, dtype=dtype,
+        **family)
+
+
+def has_norm_layers(model_config: ml_collections.ConfigDict) -> bool:
+    """Whether the configured placement puts any norm layer in the network."""
+    return model_config.bn_position != 'none' or model_config.bn_on_output

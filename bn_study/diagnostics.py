@@ -1,0 +1,43 @@
+"""Signal diagnostics: what each norm layer does to the activations passing through it.
+
+Per norm layer: mean and variance (over all elements) of its input and output on a training
+batch in train mode, and for BatchNorm the L2 norms of its running mean and variance.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from bn_study.norms import BATCH_AXIS
+
+
+def signal_step(state, batch: dict) -> dict:
+    """Moments of every norm layer's input and output on one batch, pooled over devices."""
+    _, mutated = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                                batch['image'], train=True,
+                                mutable=['batch_stats', 'diagnostics'])
+    moments = jax.tree.map(lambda sown: sown[0], mutated.get('diagnostics', {}),
+                           is_leaf=lambda x: isinstance(x, tuple))
+    # Devices hold equal slices, so averaging E[x] and E[x^2] gives the whole batch's.
+    return jax.lax.pmean(moments, BATCH_AXIS)
+
+
+def rows(step: int, moments: dict, batch_stats: dict) -> list[dict]:
+    """One row per norm layer ('/'-joined path), from device 0's copies of both trees."""
+    layers = traverse_util.flatten_dict(jax.device_get(moments), sep='/')
+    running = traverse_util.flatten_dict(jax.device_get(batch_stats), sep='/')
+    names = sorted({key.rsplit('/', 1)[0] for key in layers})
+    table = []
+    for name in names:
+        get = lambda stat: float(np.asarray(layers[f'{name}/{stat}'])[0])
+        row = {'step': step, 'layer': name}
+        for side in ('input', 'output'):
+            mean = get(f'{side}_mean')
+            row[f'{side}_mean'] = mean
+            row[f'{side}_var'] = max(get(f'{side}_mean_sq') - mean ** 2, 0.0)
+        if f'{name}/mean' in running:
+            row['running_mean_norm'] = float(jnp.linalg.norm(running[f'{name}/mean'][0]))
+            row['running_var_norm'] = float(jnp.linalg.norm(running[f'{name}/var'][0]))
+        table.append(row)
+    return table

@@ -1,0 +1,117 @@
+"""Evaluation statistics (EMA, PreciseBN, test batch) and signal diagnostics."""
+
+import jax
+import numpy as np
+import pytest
+from flax import jax_utils
+
+from bn_study import diagnostics, evaluation, models, optim, records, train
+from bn_study.norms import BATCH_AXIS
+
+
+def _mlp_state(make_config, **overrides):
+    """A small BN MLP (norm inputs are the dense layers' outputs, easy to read back)."""
+    config = make_config(model__name='mlp', model__mlp__hidden_features=(16, 12),
+                         model__mlp__activation='relu', **overrides)
+    model = models.build_model(config.model, config.norm, num_classes=10)
+    schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
+    return train.create_train_state(model, jax.random.PRNGKey(0), (28, 28, 1),
+                                    lambda p: optim.make_optimizer(config.optimizer, schedule, p))
+
+
+def _batches(count, size, num_devices, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0.5, 2.0, size=(count, num_devices, size // num_devices, 28, 28, 1))
+    return [{'image': x.astype(np.float32),
+             'label': np.zeros(x.shape[:2], np.int32),
+             'mask': np.ones(x.shape[:2], np.float32)} for x in images]
+
+
+@pytest.mark.parametrize('batch_stats', ['global', 'per_device', 'ghost'])
+def test_precise_bn_over_a_split_equals_its_exact_population_statistics(make_config,
+                                                                        batch_stats):
+    state = _mlp_state(make_config, model__bn_position='before_act',
+                       norm__batch_stats=batch_stats, norm__ghost_batch_size=4)
+    devices = jax.devices()[:4]
+    batches = _batches(6, 16, 4)
+    replicated = jax_utils.replicate(state, devices)
+    p_moments = jax.pmap(evaluation.batch_moments_step, axis_name=BATCH_AXIS, devices=devices)
+    precise = train.unreplicate(evaluation.precise_batch_stats(p_moments, replicated, batches))
+
+    # Directly: every norm's input over the whole split, each example computed in train mode
+    # within its own normalization batch (16 examples, 4 per device, or ghosts of 4).
+    size = {'global': 16, 'per_device': 4, 'ghost': 4}[batch_stats]
+    inputs = {'fc1': [], 'fc2': []}
+    images = np.concatenate([b['image'].reshape(-1, 28, 28, 1) for b in batches])
+    for group in images.reshape(-1, size, 28, 28, 1):
+        _, out = _global_forward(state, group)
+        for layer in inputs:
+            inputs[layer].append(np.asarray(out['intermediates'][f'{layer}_out'][0]))
+    for layer, values in inputs.items():
+        values = np.concatenate(values).astype(np.float64)
+        np.testing.assert_allclose(precise[f'norm_{layer}']['mean'], values.mean(0),
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(precise[f'norm_{layer}']['var'], values.var(0),
+                                   rtol=1e-4, atol=1e-5)
+        # ...which differ from the running averages the model started with.
+        assert np.abs(precise[f'norm_{layer}']['var'] - 1).max() > 0.1
+
+
+def _global_forward(state, group):
+    """Train-mode forward of one normalization batch on one device (a size-1 pmap binds
+    the batch axis that global statistics pool over)."""
+    def forward(x):
+        return state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats}, x,
+                              train=True, mutable=['batch_stats', 'intermediates'])
+    logits, out = jax.pmap(forward, axis_name=BATCH_AXIS, devices=jax.devices()[:1])(group[None])
+    return logits, jax.tree.map(lambda x: x[0], out)
+
+
+def test_batch_statistics_evaluation_normalizes_each_test_batch_by_itself(make_config):
+    state = _mlp_state(make_config, model__bn_position='after_act')
+    devices = jax.devices()[:2]
+    batch = _batches(1, 8, 2)[0]
+    replicated = jax_utils.replicate(state, devices)
+    p_batch = jax.pmap(evaluation.batch_stats_eval_step, axis_name=BATCH_AXIS, devices=devices)
+    p_ema = jax.pmap(evaluation.eval_step, axis_name=BATCH_AXIS, devices=devices)
+    batch_sums = jax.tree.map(lambda x: float(x[0]), p_batch(replicated, batch))
+    ema_sums = jax.tree.map(lambda x: float(x[0]), p_ema(replicated, batch))
+    logits, _ = _global_forward(state, batch['image'].reshape(8, 28, 28, 1))
+    expected = evaluation.cross_entropy(logits[0], np.zeros(8, np.int32)).sum()
+    assert batch_sums['loss'] == pytest.approx(float(expected), rel=1e-5)
+    assert batch_sums['loss'] != pytest.approx(ema_sums['loss'], rel=1e-3)
+
+
+def test_signal_diagnostics_report_each_norm_layer(make_config):
+    state = _mlp_state(make_config, model__bn_position='before_act')
+    devices = jax.devices()[:4]
+    batch = _batches(1, 16, 4)[0]
+    p_signal = jax.pmap(diagnostics.signal_step, axis_name=BATCH_AXIS, devices=devices)
+    replicated = jax_utils.replicate(state, devices)
+    rows = diagnostics.rows(7, p_signal(replicated, batch), replicated.batch_stats)
+    assert [r['layer'] for r in rows] == ['norm_fc1', 'norm_fc2']
+    _, out = _global_forward(state, batch['image'].reshape(16, 28, 28, 1))
+    fc1 = np.asarray(out['intermediates']['fc1_out'][0], np.float64)
+    row = rows[0]
+    assert row['step'] == 7
+    assert row['input_mean'] == pytest.approx(fc1.mean(), abs=1e-5)
+    assert row['input_var'] == pytest.approx(fc1.var(), rel=1e-4)
+    assert row['output_mean'] == pytest.approx(0.0, abs=1e-5)  # BN at init: scale 1, bias 0
+    assert row['output_var'] == pytest.approx(1.0, abs=1e-3)
+    assert row['running_mean_norm'] == 0.0 and row['running_var_norm'] == pytest.approx(4.0)
+
+
+def test_a_run_reports_every_evaluation_kind_and_its_diagnostics(make_config, tmp_path):
+    config = make_config(num_epochs=1, eval__stats=('precise', 'ema', 'batch'),
+                         eval__precise_bn_examples=500, diagnostics__every_steps=10)
+    train.train_and_evaluate(config, str(tmp_path))
+    summary = records.read_summary(str(tmp_path))
+    assert summary['final_test_accuracy'] == summary['final_test_accuracy_precise']
+    for kind in ('ema', 'precise', 'batch'):
+        assert 0.8 < summary[f'final_test_accuracy_{kind}'] <= 1.0
+    assert summary['normalization']['eval_stats'] == {
+        'precise': {'examples': 512}, 'ema': {'momentum': 0.9},
+        'batch': {'examples_per_statistic': 128}}
+    rows = records.read_metrics(str(tmp_path), records.DIAGNOSTICS_FILE)
+    assert sorted({r['step'] for r in rows}) == [10, 20, 30, 31]
+    assert {r['layer'] for r in rows} == {'norm_conv1', 'norm_conv2', 'norm_fc1'}
