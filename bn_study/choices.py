@@ -55,6 +55,11 @@ EVAL_STATS = (
     'batch',    # each test batch's own statistics, batches as large as the training batch
 )
 
+# The residual units whose branch ends on a norm: the ones norm.zero_init_last_scale applies
+# to. (In the others a ReLU or conv follows the last norm, and a zero scale there would stop
+# every gradient into the branch: ReLU'(0) = 0.)
+ZERO_INIT_UNITS = ('original', 'relu_only_preactivation')
+
 RESNET_BLOCKS = (
     'basic',       # two 3x3 convs per unit; depth 6n+2 (20, 32, 44, 56, 110)
     'bottleneck',  # 1x1, 3x3, 1x1 convs, 4x wider output; depth 9n+2 (164)
@@ -177,13 +182,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if _lookup(config, path) < 0:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be 0 or more')
     if config.norm.zero_init_last_scale:
-        if config.model.name != 'resnet':
+        if config.model.name != 'resnet' or config.model.bn_position not in ZERO_INIT_UNITS:
             raise ConfigError(
-                'config.norm.zero_init_last_scale=True needs a residual branch; model '
-                f'{config.model.name} has none (choose model resnet, or set it False)')
-        if not config.norm.use_scale:
-            raise ConfigError('config.norm.zero_init_last_scale=True needs '
-                              'config.norm.use_scale=True: there is no scale to zero')
+                'config.norm.zero_init_last_scale=True needs a residual branch that ends on a '
+                f'norm; model {config.model.name} with bn_position '
+                f'{config.model.bn_position!r} has none (choose model resnet with one of: '
+                f'{", ".join(ZERO_INIT_UNITS)}; or set it False)')
+        if config.norm.kind == 'none' or not config.norm.use_scale:
+            raise ConfigError('config.norm.zero_init_last_scale=True needs a norm kind other '
+                              'than none and config.norm.use_scale=True: no scale to zero')
     boundaries = tuple(config.schedule.step_boundaries_epochs)
     warmup, epochs = config.schedule.warmup_epochs, config.num_epochs
     strictly_increasing = all(a < b for a, b in zip(boundaries, boundaries[1:]))

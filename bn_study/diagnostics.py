@@ -1,7 +1,9 @@
 """Signal diagnostics: what each norm layer does to the activations passing through it.
 
-Per norm layer: mean and variance (over all elements) of its input and output on a training
-batch in train mode, and for BatchNorm the L2 norms of its running mean and variance.
+Per norm layer, on a training batch in train mode: the mean and variance over all elements of
+its input and its output, and the mean over channels of each channel's variance (the spread a
+per-channel norm removes, without the spread between channel means); for BatchNorm, the L2
+norms of its running mean and variance.
 """
 
 import jax
@@ -30,12 +32,14 @@ def rows(step: int, moments: dict, batch_stats: dict) -> list[dict]:
     names = sorted({key.rsplit('/', 1)[0] for key in layers})
     table = []
     for name in names:
-        get = lambda stat: float(np.asarray(layers[f'{name}/{stat}'])[0])
+        get = lambda stat: np.asarray(layers[f'{name}/{stat}'][0], np.float64)
         row = {'step': step, 'layer': name}
         for side in ('input', 'output'):
-            mean = get(f'{side}_mean')
-            row[f'{side}_mean'] = mean
-            row[f'{side}_var'] = max(get(f'{side}_mean_sq') - mean ** 2, 0.0)
+            # Every channel holds as many elements, so channel averages give tensor moments.
+            mean, mean_sq = get(f'{side}_mean'), get(f'{side}_mean_sq')
+            row[f'{side}_mean'] = float(mean.mean())
+            row[f'{side}_var'] = max(float(mean_sq.mean() - mean.mean() ** 2), 0.0)
+            row[f'{side}_channel_var'] = float(np.maximum(mean_sq - mean ** 2, 0.0).mean())
         if f'{name}/mean' in running:
             row['running_mean_norm'] = float(jnp.linalg.norm(running[f'{name}/mean'][0]))
             row['running_var_norm'] = float(jnp.linalg.norm(running[f'{name}/var'][0]))

@@ -46,15 +46,17 @@ def test_precise_bn_over_a_split_equals_its_exact_population_statistics(make_con
     for group in images.reshape(-1, size, 28, 28, 1):
         _, out = _global_forward(state, group)
         for layer in inputs:
-            inputs[layer].append(np.asarray(out['intermediates'][f'{layer}_out'][0]))
-    for layer, values in inputs.items():
-        values = np.concatenate(values).astype(np.float64)
+            inputs[layer].append(np.asarray(out['intermediates'][f'{layer}_out'][0], np.float64))
+    for layer, groups in inputs.items():
+        values = np.concatenate(groups)
         np.testing.assert_allclose(precise[f'norm_{layer}']['mean'], values.mean(0),
                                    rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(precise[f'norm_{layer}']['var'], values.var(0),
                                    rtol=1e-4, atol=1e-5)
-        # ...which differ from the running averages the model started with.
-        assert np.abs(precise[f'norm_{layer}']['var'] - 1).max() > 0.1
+        # Not the average of the normalization batches' own variances (what a momentum-free
+        # average of batch variances would give): the spread between batches counts too.
+        within = np.mean([g.var(0) for g in groups], axis=0)
+        assert np.all(precise[f'norm_{layer}']['var'] > within)
 
 
 def _global_forward(state, group):
@@ -67,8 +69,11 @@ def _global_forward(state, group):
     return logits, jax.tree.map(lambda x: x[0], out)
 
 
-def test_batch_statistics_evaluation_normalizes_each_test_batch_by_itself(make_config):
-    state = _mlp_state(make_config, model__bn_position='after_act')
+@pytest.mark.parametrize('batch_stats, group', [('global', 8), ('per_device', 4), ('ghost', 2)])
+def test_batch_statistics_evaluation_normalizes_each_test_batch_by_itself(make_config,
+                                                                          batch_stats, group):
+    state = _mlp_state(make_config, model__bn_position='after_act',
+                       norm__batch_stats=batch_stats, norm__ghost_batch_size=2)
     devices = jax.devices()[:2]
     batch = _batches(1, 8, 2)[0]
     replicated = jax_utils.replicate(state, devices)
@@ -76,8 +81,11 @@ def test_batch_statistics_evaluation_normalizes_each_test_batch_by_itself(make_c
     p_ema = jax.pmap(evaluation.eval_step, axis_name=BATCH_AXIS, devices=devices)
     batch_sums = jax.tree.map(lambda x: float(x[0]), p_batch(replicated, batch))
     ema_sums = jax.tree.map(lambda x: float(x[0]), p_ema(replicated, batch))
-    logits, _ = _global_forward(state, batch['image'].reshape(8, 28, 28, 1))
-    expected = evaluation.cross_entropy(logits[0], np.zeros(8, np.int32)).sum()
+    # Expected: each normalization group (the global batch, a device's slice, a ghost batch)
+    # run through the network on its own.
+    images = batch['image'].reshape(-1, group, 28, 28, 1)
+    logits = np.concatenate([_global_forward(state, g)[0][0] for g in images])
+    expected = evaluation.cross_entropy(logits, np.zeros(8, np.int32)).sum()
     assert batch_sums['loss'] == pytest.approx(float(expected), rel=1e-5)
     assert batch_sums['loss'] != pytest.approx(ema_sums['loss'], rel=1e-3)
 
@@ -87,7 +95,8 @@ def test_signal_diagnostics_report_each_norm_layer(make_config):
     devices = jax.devices()[:4]
     batch = _batches(1, 16, 4)[0]
     p_signal = jax.pmap(diagnostics.signal_step, axis_name=BATCH_AXIS, devices=devices)
-    replicated = jax_utils.replicate(state, devices)
+    running = jax.tree.map(lambda v: np.full_like(v, 3.0), state.batch_stats)
+    replicated = jax_utils.replicate(state.replace(batch_stats=running), devices)
     rows = diagnostics.rows(7, p_signal(replicated, batch), replicated.batch_stats)
     assert [r['layer'] for r in rows] == ['norm_fc1', 'norm_fc2']
     _, out = _global_forward(state, batch['image'].reshape(16, 28, 28, 1))
@@ -96,9 +105,13 @@ def test_signal_diagnostics_report_each_norm_layer(make_config):
     assert row['step'] == 7
     assert row['input_mean'] == pytest.approx(fc1.mean(), abs=1e-5)
     assert row['input_var'] == pytest.approx(fc1.var(), rel=1e-4)
+    assert row['input_channel_var'] == pytest.approx(fc1.var(0).mean(), rel=1e-4)
+    assert row['input_channel_var'] < row['input_var']  # channel means differ
     assert row['output_mean'] == pytest.approx(0.0, abs=1e-5)  # BN at init: scale 1, bias 0
-    assert row['output_var'] == pytest.approx(1.0, abs=1e-3)
-    assert row['running_mean_norm'] == 0.0 and row['running_var_norm'] == pytest.approx(4.0)
+    assert row['output_channel_var'] == pytest.approx(1.0, abs=1e-3)
+    # Running statistics of 3 in each of fc1's 16 channels (train mode leaves them be here).
+    assert row['running_mean_norm'] == pytest.approx(12.0)
+    assert row['running_var_norm'] == pytest.approx(12.0)
 
 
 def test_a_run_reports_every_evaluation_kind_and_its_diagnostics(make_config, tmp_path):

@@ -131,32 +131,47 @@ HEAD = {'full_preactivation': 'norm_head act_head', 'relu_only_preactivation': '
 
 @pytest.mark.parametrize('unit', choices.RESIDUAL_UNITS)
 def test_resnet_units_follow_he_et_al(unit):
-    model = _model('resnet', unit, **SMALL['resnet'])
+    model = _model('resnet', unit, depth=14, width=4)  # two units per stage
     _, trace = _trace(model)
     names = [n for n, _ in trace]
+    ops = UNITS[unit].replace('+', 'add').split()
+    shortcut = ['projection'] + (['norm_projection'] if unit in (
+        'original', 'bn_after_addition', 'relu_before_addition') else [])
+    at_add = ops.index('add')
+    projected = ops[:at_add] + shortcut + ops[at_add:]
     expected = STEM.get(unit, 'conv_stem norm_stem act_stem').split()
     for stage in (1, 2, 3):
-        expected += [f'stage{stage}_unit1/{op}'.replace('/+', '/add')
-                     for op in UNITS[unit].split()]
+        for i in (1, 2):
+            unit_ops = projected if stage > 1 and i == 1 else ops
+            expected += [f'stage{stage}_unit{i}/{op}' for op in unit_ops]
     expected += HEAD.get(unit, '').split() + ['pool_head', 'fc']
     assert names == expected
     _check_op_outputs(trace)
-    # The addition really adds the branch and the shortcut. Stage 1 keeps the shape, so the
-    # shortcut is the unit's input, or, for pre-activation units, that input pre-activated
-    # before the split (the network's first unit, as in He et al.'s code: 'both_preact').
+
+    # The additions add the branch and the shortcut. The network's first unit pre-activates
+    # before the split, so its shortcut sees that too (He et al.'s 'both_preact').
     outputs = dict(trace)
-    branch_end, shortcut = ADDITION[unit]
-    shortcut = shortcut or names[names.index('stage1_unit1/' + UNITS[unit].split()[0]) - 1]
-    np.testing.assert_allclose(outputs['stage1_unit1/add'],
-                               outputs[f'stage1_unit1/{branch_end}'] + outputs[shortcut],
-                               rtol=1e-5, atol=1e-5)
+    before = lambda name: outputs[names[names.index(name) - 1]]
+    branch_end, first_shortcut = ADDITION[unit]
+    add = lambda u: outputs[f'{u}/add']
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    first_input = outputs[first_shortcut] if first_shortcut else before(f'stage1_unit1/{ops[0]}')
+    close(add('stage1_unit1'), outputs[f'stage1_unit1/{branch_end}'] + first_input)
+    # A later unit of the stage: identity shortcut of the unit's raw input (the previous
+    # unit's output: after its ReLU for post-activation units, the bare sum for pre-act).
+    close(add('stage1_unit2'),
+          outputs[f'stage1_unit2/{branch_end}'] + before(f'stage1_unit2/{ops[0]}'))
+    # A stage's first unit: the projection shortcut.
+    close(add('stage2_unit1'),
+          outputs[f'stage2_unit1/{branch_end}'] + outputs[f'stage2_unit1/{shortcut[-1]}'])
+    assert add('stage2_unit1').shape[1:] == (14, 14, 8)
 
 
 def test_bottleneck_units_have_three_convs_and_a_wider_output():
     variables, trace = _trace(_model('resnet', 'full_preactivation', depth=11,
                                      block='bottleneck', width=4))
     unit = [n.split('/', 1)[1] for n, _ in trace if n.startswith('stage2_unit1/')]
-    assert unit == 'norm1 act1 conv1 norm2 act2 conv2 norm3 act3 conv3 add'.split()
+    assert unit == 'norm1 act1 conv1 norm2 act2 conv2 norm3 act3 conv3 projection add'.split()
     params = variables['params']['stage2_unit1']
     assert params['conv1']['kernel'].shape == (1, 1, 16, 8)  # 4 x 4 in, the stage's 8 inner
     assert params['conv2']['kernel'].shape == (3, 3, 8, 8)
@@ -169,26 +184,71 @@ def test_zero_pad_shortcuts_have_no_parameters():
     zero_pad, trace = _trace(_model('resnet', 'original', shortcut='zero_pad', **SMALL['resnet']))
     assert 'projection' in projection['params']['stage2_unit1']
     assert 'projection' not in zero_pad['params']['stage2_unit1']
-    assert dict(trace)['stage3_unit1/add'].shape == (8, 7, 7, 16)
+    outputs = dict(trace)
+    assert outputs['stage3_unit1/add'].shape == (8, 7, 7, 16)
+    # Zero-padded shortcut: the strided input in the first channels, zeros after them.
+    unit_input = outputs['stage1_unit1/act_add']  # stage 1 has one unit at depth 8
+    branch = outputs['stage2_unit1/norm2']
+    shortcut = outputs['stage2_unit1/add'] - branch
+    np.testing.assert_allclose(shortcut[..., :4], unit_input[:, ::2, ::2, :], atol=1e-5)
+    np.testing.assert_allclose(shortcut[..., 4:], 0, atol=1e-5)
 
 
-@pytest.mark.parametrize('unit, last_norm', [
-    ('original', 'norm2'), ('bn_after_addition', 'norm1'), ('relu_before_addition', 'norm2'),
-    ('relu_only_preactivation', 'norm2'), ('full_preactivation', 'norm2')])
-def test_zero_init_starts_the_last_norm_of_each_residual_branch_at_zero(unit, last_norm):
+@pytest.mark.parametrize('unit', choices.ZERO_INIT_UNITS)
+def test_zero_init_starts_each_branch_at_zero_and_still_trains_it(unit):
     config = default.get_config()
     config.model.update(name='resnet', bn_position=unit)
     config.model.resnet.update(depth=8, width=4)
     config.norm.update(batch_stats='per_device', zero_init_last_scale=True)
+    choices.validate(config)
     model = models.build_model(config.model, config.norm, num_classes=10)
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), train=False)['params']
-    for name, unit_params in params.items():
-        if not name.startswith('stage'):
-            continue
-        for norm, values in unit_params.items():
-            if norm.startswith('norm'):
-                assert values['scale'].any() == (norm != last_norm), (name, norm)
-    assert params['norm_stem']['scale'].all() if 'norm_stem' in params else True
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1))
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    params = variables['params']
+    for name in ('stage1_unit1', 'stage2_unit1', 'stage3_unit1'):
+        assert not params[name]['norm2']['scale'].any()
+        assert params[name]['norm1']['scale'].all()
+    assert params['norm_stem']['scale'].all()
+
+    def loss(params):
+        logits, _ = model.apply({**variables, 'params': params}, x, train=True,
+                                mutable=['batch_stats'])
+        return logits.sum() ** 2
+    grads = jax.grad(loss)(params)
+    # The zeroed scale itself gets a gradient, so the branch can open up.
+    assert np.abs(grads['stage2_unit1']['norm2']['scale']).max() > 1e-6
+
+
+@pytest.mark.parametrize('unit', ['bn_after_addition', 'relu_before_addition',
+                                  'full_preactivation', 'none'])
+def test_zero_init_is_refused_where_a_relu_or_conv_follows_the_last_norm(unit):
+    config = default.get_config()
+    config.model.update(name='resnet', bn_position=unit)
+    config.norm.zero_init_last_scale = True
+    with pytest.raises(choices.ConfigError,
+                       match='choose model resnet with one of: original, relu_only_preact'):
+        choices.validate(config)
+
+
+# unit -> convs of a unit that keep their bias (under BatchNorm), and does the stem's.
+RESNET_BIASES = {
+    'original': ([], False), 'bn_after_addition': ([], False),  # conv2 + shortcut, then BN
+    'relu_before_addition': ([], False), 'relu_only_preactivation': ([], False),
+    'full_preactivation': (['conv2'], False),  # conv2 meets the addition, no norm after it
+    'none': (['conv1', 'conv2'], True),
+}
+
+
+@pytest.mark.parametrize('unit', choices.RESIDUAL_UNITS)
+def test_resnet_convs_keep_a_bias_only_where_no_norm_removes_it(unit):
+    params = _trace(_model('resnet', unit, **SMALL['resnet']), batch=2)[0]['params']
+    biased, stem = RESNET_BIASES[unit]
+    for name in ('stage1_unit1', 'stage2_unit1'):
+        assert sorted(c for c in ('conv1', 'conv2') if 'bias' in params[name][c]) == biased
+    assert 'bias' not in params['stage2_unit1']['projection']
+    assert ('bias' in params['conv_stem']) == stem
+    layer_norm = _trace(_model('resnet', unit, 'layer', **SMALL['resnet']), batch=2)[0]
+    assert all('bias' in layer_norm['params']['stage1_unit1'][c] for c in ('conv1', 'conv2'))
 
 
 def test_resnet_depths_that_are_not_6n_plus_2_are_refused():
@@ -253,14 +313,15 @@ def _count(name, position, shape=(28, 28, 1), **family):
 
 
 # Pinned at the default widths on 28x28x1 digits. BN adds 2 parameters per channel and
-# drops the bias of a layer it directly follows (before_act, and the residual units).
+# drops the bias of a layer it directly follows (before_act, and the residual units);
+# post-activation units also normalize their 2 projection shortcuts.
 PARAMETER_COUNTS = {
     'simple_cnn': {'none': 824458, 'before_act': 824810, 'after_act': 825162,
                    'after_pool': 825162},
     'vgg': {'none': 9224458, 'before_act': 9227210, 'after_act': 9229962,
             'after_pool': 9229962},
-    'resnet': {'original': 271994, 'bn_after_addition': 272330, 'relu_before_addition': 271994,
-               'relu_only_preactivation': 271994, 'full_preactivation': 272346, 'none': 271306},
+    'resnet': {'original': 272186, 'bn_after_addition': 272186, 'relu_before_addition': 272186,
+               'relu_only_preactivation': 271994, 'full_preactivation': 272330, 'none': 271306},
     'mlp': {'none': 99710, 'before_act': 100010, 'after_act': 100310},
 }
 
@@ -278,12 +339,12 @@ def test_parameter_counts_match_hand_computation_and_published_sizes():
     assert _count('simple_cnn', 'before_act') == conv1 + conv2 + fc1 + fc2 + 2 * biases + 10
     mlp = 784 * 100 + 2 * 100 * 100 + 100 * 10
     assert _count('mlp', 'none') == mlp + 3 * 100 + 10
-    # ResNet-20, original units, projection shortcuts, one input channel, by hand.
+    # ResNet-20, original units, conv + BN projection shortcuts, one input channel, by hand.
     widths, total, previous = (16, 32, 64), 9 * 16 + 2 * 16, 16
     for width in widths:
         for _ in range(3):
             total += 9 * previous * width + 9 * width * width + 4 * width
-            total += previous * width if previous != width else 0
+            total += previous * width + 2 * width if previous != width else 0
             previous = width
     assert _count('resnet', 'original') == total + 64 * 10 + 10
     # The usual CIFAR VGG-16 with BN after each ReLU, conv biases and a 512->10 classifier

@@ -32,7 +32,25 @@ STEM_ORDER.update({'full_preactivation': ('conv',), 'none': ('conv', 'act')})
 # would (He et al. 2016: "an extra activation right after its element-wise addition").
 HEAD_ORDER = {unit: () for unit in UNIT_ORDER}
 HEAD_ORDER.update({'full_preactivation': ('norm', 'act'), 'relu_only_preactivation': ('act',)})
+# Post-activation units normalize the projection shortcut too, as in He et al.'s code
+# (shortcut type B: conv then BN); pre-activation units project the pre-activated input.
+NORMALIZED_PROJECTION = ('original', 'bn_after_addition', 'relu_before_addition')
 assert tuple(UNIT_ORDER) == choices.RESIDUAL_UNITS, 'keep choices.RESIDUAL_UNITS in step'
+
+
+def _conv(features, kernel, strides, use_bias, dtype, name):
+    # Explicit symmetric padding: with SAME, a stride-2 3x3 conv on an even input pads only
+    # after, centring output i on input 2i+1, one pixel off the strided shortcut's 2i.
+    return nn.Conv(features, (kernel, kernel), strides=strides, padding=kernel // 2,
+                   use_bias=use_bias, dtype=dtype, name=name)
+
+
+def _bias_cancelled(ops: list, position: int, norm: NormFactory) -> bool:
+    """Whether a norm removes the bias of the conv at ops[position]: it follows directly, or
+    right after the addition (a per-channel constant survives the sum)."""
+    following = ops[position + 1:position + 3]
+    return norm.cancels_preceding_bias and (following[:1] == ['norm']
+                                            or following == ['add', 'norm'])
 
 
 def _sequence(module, x, ops, norm, train, conv=None, name=''):
@@ -71,9 +89,8 @@ class ResidualUnit(nn.Module):
         middle, last, after = UNIT_ORDER[self.unit]
         groups = [middle] * (len(convs) - 1) + [last]
         flat = [op for group in groups for op in group] + list(after)
-        # Which conv each op belongs to, and where the branch's last norm is.
-        last_norm = max((i for i, op in enumerate(flat[:-len(after)]) if op == 'norm'),
-                        default=None)
+        # choices.ZERO_INIT_UNITS end their branch on a norm; that one may start at scale 0.
+        last_of_branch = len(flat) - len(after) - 1
         shortcut_input = x
         position = 0
         for number, (group, (kernel, features, strides)) in enumerate(zip(groups, convs), 1):
@@ -85,26 +102,29 @@ class ResidualUnit(nn.Module):
                 ops = ops[len(lead):]
             for op in ops:
                 if op == 'conv':
-                    follows = flat[position + 1] if position + 1 < len(flat) else None
-                    use_bias = not (follows == 'norm' and self.norm.cancels_preceding_bias)
-                    layer = nn.Conv(features, (kernel, kernel), strides=strides, padding='SAME',
-                                    use_bias=use_bias, dtype=self.dtype, name=f'conv{number}')
+                    layer = _conv(features, kernel, strides,
+                                  not _bias_cancelled(flat, position, self.norm), self.dtype,
+                                  f'conv{number}')
                     x = record(self, f'conv{number}', layer(x))
                 elif op == 'norm':
-                    norm = self.norm(f'norm{number}', last_in_residual_branch=position == last_norm)
+                    norm = self.norm(f'norm{number}',
+                                     last_in_residual_branch=position == last_of_branch)
                     x = record(self, f'norm{number}', norm(x, train))
                 else:
                     x = record(self, f'act{number}', nn.relu(x))
                 position += 1
-        x = record(self, 'add', x + self._shortcut(shortcut_input, x.shape[-1]))
+        x = record(self, 'add', x + self._shortcut(shortcut_input, x.shape[-1], train))
         return _sequence(self, x, after[1:], self.norm, train, name='_add')
 
-    def _shortcut(self, x, features):
+    def _shortcut(self, x, features, train):
         if x.shape[-1] == features and self.strides == 1:
             return x
         if self.shortcut == 'projection':
-            return nn.Conv(features, (1, 1), strides=self.strides, use_bias=False,
-                           dtype=self.dtype, name='projection')(x)
+            x = record(self, 'projection', _conv(features, 1, self.strides, False, self.dtype,
+                                                 'projection')(x))
+            if self.unit in NORMALIZED_PROJECTION:
+                x = record(self, 'norm_projection', self.norm('norm_projection')(x, train))
+            return x
         x = x[:, ::self.strides, ::self.strides, :]
         return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, features - x.shape[-1])))
 
@@ -135,10 +155,11 @@ class ResNet(nn.Module):
         unit = self.bn_position
         units_per_stage = choices.resnet_units_per_stage(self.depth, self.block)
         stem_ops = STEM_ORDER[unit]
-        stem_conv = nn.Conv(self.width, (3, 3), padding='SAME', dtype=self.dtype,
-                            use_bias=not (stem_ops[1:2] == ('norm',)
-                                          and self.norm.cancels_preceding_bias),
-                            name='conv_stem')
+        # The first unit always pre-activates before the split, so a bare stem conv feeds
+        # that unit's leading op only.
+        after_stem = list(stem_ops) + [UNIT_ORDER[unit][0][0]]
+        stem_conv = _conv(self.width, 3, 1, not _bias_cancelled(after_stem, 0, self.norm),
+                          self.dtype, 'conv_stem')
         x = _sequence(self, x.astype(self.dtype), stem_ops, self.norm, train, stem_conv, '_stem')
         bottleneck = self.block == 'bottleneck'
         for stage in range(3):
