@@ -158,12 +158,15 @@ def test_short_run_learns_and_repeats_bitwise(make_config, tmp_path):
         train.train_and_evaluate(config, str(tmp_path / 'a'))
 
 
-def test_per_device_statistics_are_recorded(make_config, tmp_path):
-    config = make_config(num_epochs=1, norm__batch_stats='per_device', batch_size=64)
+@pytest.mark.parametrize('batch_stats, examples', [('per_device', 16), ('ghost', 8)])
+def test_the_normalization_batch_is_recorded(make_config, tmp_path, batch_stats, examples):
+    config = make_config(num_epochs=1, norm__batch_stats=batch_stats, batch_size=64,
+                         norm__ghost_batch_size=8, eval__stats=('batch',))
     train.train_and_evaluate(config, str(tmp_path))
     stats = records.read_summary(str(tmp_path))['normalization']
     assert (stats['scope'], stats['examples_per_statistic'], stats['num_devices']) == (
-        'per_device', 16, 4)
+        batch_stats, examples, 4)
+    assert stats['eval_stats'] == {'batch': {'examples_per_statistic': examples}}
 
 
 def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatch):
