@@ -23,6 +23,9 @@ DIAGNOSTICS_FILE = 'diagnostics.jsonl'
 SUMMARY_FILE = 'summary.json'
 COMPLETE = 'complete'
 FAILED = 'failed'
+# A NaN or inf in the loss or parameters: a result (e.g. of a learning-rate sweep), not a crash.
+DIVERGED = 'diverged'
+FINISHED = (COMPLETE, DIVERGED)  # outcomes that rerunning the same config would repeat
 
 
 def read_summary(workdir: str) -> dict | None:
@@ -79,9 +82,9 @@ class RunRecord:
     def start(self, config: ml_collections.ConfigDict) -> None:
         """Refuses a finished workdir, clears an unfinished one, writes the resolved config."""
         previous = read_summary(self.workdir)
-        if previous is not None and previous['status'] == COMPLETE:
+        if previous is not None and previous['status'] in FINISHED:
             raise choices.ConfigError(
-                f'workdir {self.workdir} already holds a complete run; '
+                f'workdir {self.workdir} already holds a {previous["status"]} run; '
                 'choose a new --workdir or delete this one')
         if not self.writer:
             return

@@ -44,11 +44,16 @@ def configuration_keys(runs: pd.DataFrame) -> list[str]:
 
 
 def placement_table(runs: pd.DataFrame, metric: str = 'summary.final_test_accuracy'):
-    """Mean, standard deviation and number of complete seeds of `metric` per configuration."""
+    """Per configuration: mean, standard deviation and number of complete seeds of `metric`,
+    and how many runs diverged or did not complete (diverged ones included). A configuration
+    whose runs all diverged stays in the table, with no mean."""
     keys = configuration_keys(runs)
     done = runs[runs['summary.status'] == records.COMPLETE]
     table = done.groupby(keys)[metric].agg(['mean', 'std', 'count'])
+    table = table.reindex(runs.groupby(keys).size().index)
     table = table.rename(columns={'count': 'seeds'}).sort_values('mean', ascending=False)
-    failed = runs[runs['summary.status'] != records.COMPLETE].groupby(keys).size()
-    table['not_complete'] = failed.reindex(table.index, fill_value=0)
+    table['seeds'] = table['seeds'].fillna(0).astype(int)
+    count = lambda rows: rows.groupby(keys).size().reindex(table.index, fill_value=0)
+    table['diverged'] = count(runs[runs['summary.status'] == records.DIVERGED])
+    table['not_complete'] = count(runs[runs['summary.status'] != records.COMPLETE])
     return table

@@ -56,14 +56,14 @@ def _check_matches_record(workdir: str, config: ml_collections.ConfigDict) -> No
     """Refuses a sweep dir whose complete run was made with another config: skipping it
     would report old results as new ones."""
     summary = records.read_summary(workdir)
-    if summary is None or summary['status'] != records.COMPLETE:
+    if summary is None or summary['status'] not in records.FINISHED:
         return  # nothing finished there; the run starts again from scratch
     with open(os.path.join(workdir, records.CONFIG_FILE)) as f:
         stored = json.load(f)
     differing = sorted(_differing_keys(stored, json.loads(config.to_json())))
     if differing:
         raise choices.ConfigError(
-            f'{workdir} holds a complete run made with a different config '
+            f'{workdir} holds a finished run made with a different config '
             f'(differs in: {", ".join(differing)}); use a new --sweep_dir or delete that run')
 
 
@@ -81,7 +81,7 @@ def _differing_keys(a: dict, b: dict, prefix: str = '') -> list[str]:
 def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: str,
               train_fn: Callable) -> dict:
     """Runs every override not yet complete, one after another; a failing run does not stop
-    the rest. Returns counts of runs done, skipped and failed."""
+    the rest. Returns counts of runs done, skipped, diverged and failed."""
     if not sweep:
         raise choices.ConfigError('the sweep is empty: get_sweep returned no runs')
     names = [run_name(o) for o in sweep]
@@ -92,13 +92,13 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: s
     for name, run_config in zip(names, configs):
         choices.validate(run_config)
         _check_matches_record(os.path.join(sweep_dir, name), run_config)
-    counts = {'ran': 0, 'skipped': 0, 'failed': 0}
+    counts = {'ran': 0, 'skipped': 0, 'diverged': 0, 'failed': 0}
     for index, (name, run_config) in enumerate(zip(names, configs), start=1):
         workdir = os.path.join(sweep_dir, name)
         summary = records.read_summary(workdir)
-        if summary is not None and summary['status'] == records.COMPLETE:
+        if summary is not None and summary['status'] in records.FINISHED:
             counts['skipped'] += 1
-            logging.info('[%d/%d] %s: complete, skipped', index, len(names), name)
+            logging.info('[%d/%d] %s: %s, skipped', index, len(names), name, summary['status'])
             continue
         start = time.perf_counter()
         try:
@@ -107,8 +107,13 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: s
             counts['failed'] += 1
             logging.error('[%d/%d] %s: failed: %s', index, len(names), name, e)
             continue
+        summary = records.read_summary(workdir)
+        if summary['status'] == records.DIVERGED:
+            counts['diverged'] += 1
+            logging.warning('[%d/%d] %s: diverged at step %d', index, len(names), name,
+                            summary['diverged_at_step'])
+            continue
         counts['ran'] += 1
-        accuracy = records.read_summary(workdir)['final_test_accuracy']
         logging.info('[%d/%d] %s: test accuracy %.4f (%.0f s)', index, len(names), name,
-                     accuracy, time.perf_counter() - start)
+                     summary['final_test_accuracy'], time.perf_counter() - start)
     return counts

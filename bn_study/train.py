@@ -40,6 +40,10 @@ def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
     metrics = jax.lax.pmean({'loss': loss, 'accuracy': accuracy}, BATCH_AXIS)
+    # Replicas hold the same parameters and the pooled loss, so every device agrees.
+    params_finite = jnp.all(jnp.array([jnp.isfinite(p).all()
+                                       for p in jax.tree.leaves(state.params)]))
+    metrics['finite'] = jnp.isfinite(metrics['loss']) & params_finite
     return state, metrics
 
 
@@ -94,6 +98,25 @@ def _final_summary(config, history: list[dict]) -> dict:
         summary[f'best_test_accuracy{suffix}'] = best[f'test_accuracy{suffix}']
         summary[f'best_epoch{suffix}'] = best['epoch']
     return summary
+
+
+def _diverged_summary(config, history, step_metrics, bad: int, bad_step: int,
+                      start: float) -> dict:
+    """The record of a run stopped by a NaN or inf: where, and the last finite metrics.
+
+    Divergence is checked once per epoch (the step metrics are fetched then), so up to one
+    epoch of steps past the first non-finite one is computed and discarded.
+    """
+    last_step = step_metrics[bad - 1] if bad else None
+    return {
+        'status': records.DIVERGED, 'diverged_at_step': bad_step,
+        'epochs_completed': len(history),
+        'last_finite_epoch': history[-1] if history else None,
+        'last_finite_step': None if last_step is None else {
+            'step': bad_step - 1, 'train_loss': float(last_step['loss'][0]),
+            'train_accuracy': float(last_step['accuracy'][0])},
+        'wall_time_s': time.perf_counter() - start, 'environment': records.environment(),
+    }
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -152,8 +175,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 if (every and step % every == 0) or step == total_steps:
                     record.log_diagnostics(step, diagnostics.rows(
                         step, p_signal_step(state, batch), state.batch_stats))
+            step_metrics = jax.device_get(step_metrics)
+            finite = [bool(m['finite'][0]) for m in step_metrics]
+            if not all(finite):
+                bad = finite.index(False)
+                record.finish(_diverged_summary(config, history, step_metrics, bad,
+                                                step - steps_per_epoch + bad + 1, start))
+                logging.warning('diverged at step %d', step - steps_per_epoch + bad + 1)
+                return unreplicate(state)
             train = jax.tree.map(lambda *xs: float(np.mean([x[0] for x in xs])),
-                                 *jax.device_get(step_metrics))
+                                 *step_metrics)
             row = {'epoch': epoch, 'step': step,
                    'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
                    **evaluate_all(state),

@@ -29,7 +29,8 @@ def main(argv):
     table = results.placement_table(results.load_runs(_SWEEP_DIR.value))
     print(f'\nTest accuracy after the last epoch, per placement ({_SWEEP_DIR.value}):')
     print(table.to_string(float_format=lambda v: f'{v:.4f}'))
-    print(f'\nruns: {counts["ran"]} ran, {counts["skipped"]} skipped, {counts["failed"]} failed')
+    print(f'\nruns: {counts["ran"]} ran, {counts["skipped"]} skipped, '
+          f'{counts["diverged"]} diverged, {counts["failed"]} failed')
     if counts['failed']:
         sys.exit(1)
 

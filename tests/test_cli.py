@@ -67,13 +67,13 @@ def test_study_runs_each_placement_prints_a_table_and_skips_on_rerun(tmp_path, d
     assert first.returncode == 0, first.stderr[-3000:]
     table = first.stdout.split('per placement')[1]
     assert 'none' in table and 'after_pool' in table
-    assert 'runs: 2 ran, 0 skipped, 0 failed' in first.stdout
+    assert 'runs: 2 ran, 0 skipped, 0 diverged, 0 failed' in first.stdout
     for name in ('model.bn_position-none__seed-0', 'model.bn_position-after_pool__seed-0'):
         summary = records.read_summary(str(tmp_path / 'sweep' / name))
         assert summary['status'] == records.COMPLETE and summary['final_test_accuracy'] > 0.8
 
     again = _run('sweep.py', *args)
-    assert 'runs: 0 ran, 2 skipped, 0 failed' in again.stdout, again.stderr[-3000:]
+    assert 'runs: 0 ran, 2 skipped, 0 diverged, 0 failed' in again.stdout, again.stderr[-3000:]
 
     changed = _run('sweep.py', *args, '--config.num_epochs=2')  # old results must not pass
     assert changed.returncode != 0

@@ -216,3 +216,18 @@ def test_bad_config_fails_before_writing(make_config, tmp_path, overrides, messa
     with pytest.raises(choices.ConfigError, match=message):
         train.train_and_evaluate(make_config(**overrides), str(tmp_path / 'run'))
     assert not (tmp_path / 'run').exists()
+
+
+def test_a_diverging_run_stops_with_its_step_and_last_finite_metrics(make_config, tmp_path):
+    config = make_config(num_epochs=3, model__bn_position='none', optimizer__learning_rate=1e3,
+                         schedule__warmup_epochs=0.0)
+    state = train.train_and_evaluate(config, str(tmp_path))  # no exception: an outcome
+    summary = records.read_summary(str(tmp_path))
+    assert summary['status'] == records.DIVERGED
+    assert 1 <= summary['diverged_at_step'] <= 31 and summary['epochs_completed'] == 0
+    if summary['last_finite_step']:
+        assert summary['last_finite_step']['step'] == summary['diverged_at_step'] - 1
+        assert np.isfinite(summary['last_finite_step']['train_loss'])
+    assert not all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+    with pytest.raises(choices.ConfigError, match='already holds a diverged run'):
+        train.train_and_evaluate(config, str(tmp_path))
