@@ -100,8 +100,7 @@ def _final_summary(config, history: list[dict]) -> dict:
     return summary
 
 
-def _diverged_summary(config, history, step_metrics, bad: int, bad_step: int,
-                      start: float) -> dict:
+def _diverged_summary(history, step_metrics, bad: int, bad_step: int, start: float) -> dict:
     """The record of a run stopped by a NaN or inf: where, and the last finite metrics.
 
     Divergence is checked once per epoch (the step metrics are fetched then), so up to one
@@ -179,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             finite = [bool(m['finite'][0]) for m in step_metrics]
             if not all(finite):
                 bad = finite.index(False)
-                record.finish(_diverged_summary(config, history, step_metrics, bad,
+                record.finish(_diverged_summary(history, step_metrics, bad,
                                                 step - steps_per_epoch + bad + 1, start))
                 logging.warning('diverged at step %d', step - steps_per_epoch + bad + 1)
                 return unreplicate(state)
