@@ -110,6 +110,14 @@ class RunRecord:
                 self._tensorboard.scalar(key, value, row['step'])
         self._tensorboard.flush()
 
+    def log_progress(self, step: int, progress: dict) -> None:
+        """Throughput and the latest loss, to TensorBoard under progress/."""
+        if not self.writer:
+            return
+        for key, value in progress.items():
+            self._tensorboard.scalar(f'progress/{key}', value, step)
+        self._tensorboard.flush()
+
     def log_diagnostics(self, step: int, rows: list[dict]) -> None:
         """Appends one row per norm layer to diagnostics.jsonl, and each value to TensorBoard."""
         if not self.writer:

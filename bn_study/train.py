@@ -100,6 +100,30 @@ def _final_summary(config, history: list[dict]) -> dict:
     return summary
 
 
+class Progress:
+    """Every `every` steps: steps/s, examples/s and ETA since the last report, and the loss."""
+
+    def __init__(self, total_steps: int, global_batch: int, every: int, record):
+        self.total_steps, self.global_batch, self.every = total_steps, global_batch, every
+        self.record = record
+        self.last_step, self.last_time = 0, time.perf_counter()
+
+    def after_step(self, step: int, metrics: dict) -> None:
+        if not self.every or step % self.every:
+            return
+        loss = float(jax.device_get(metrics['loss'])[0])  # waits for this step: rates are real
+        now = time.perf_counter()
+        steps_per_s = (step - self.last_step) / (now - self.last_time)
+        report = {'steps_per_s': steps_per_s,
+                  'examples_per_s': steps_per_s * self.global_batch,
+                  'eta_s': (self.total_steps - step) / steps_per_s, 'train_loss': loss}
+        logging.info('step %d/%d: %.1f steps/s, %.0f examples/s, ETA %.0f s, loss %.4f', step,
+                     self.total_steps, steps_per_s, report['examples_per_s'], report['eta_s'],
+                     loss)
+        self.record.log_progress(step, report)
+        self.last_step, self.last_time = step, now
+
+
 def _diverged_summary(history, step_metrics, bad: int, bad_step: int, start: float) -> dict:
     """The record of a run stopped by a NaN or inf: where, and the last finite metrics.
 
@@ -161,6 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         train_iter = data.train_batches(builder, info, config.batch_size, num_devices,
                                         config.seed)
         every = config.diagnostics.every_steps
+        progress = Progress(total_steps, config.batch_size, config.progress_every_steps, record)
 
         step = 0
         for epoch in range(1, config.num_epochs + 1):
@@ -171,6 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 state, metrics = p_train_step(state, batch)
                 step += 1
                 step_metrics.append(metrics)  # stays on device: no host sync per step
+                progress.after_step(step, metrics)
                 if (every and step % every == 0) or step == total_steps:
                     record.log_diagnostics(step, diagnostics.rows(
                         step, p_signal_step(state, batch), state.batch_stats))

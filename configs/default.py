@@ -22,6 +22,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.batch_size = 128  # global batch; must split evenly over the devices
     config.num_epochs = 5  # passes over the training split (the remainder batch is dropped)
+    # Every N steps, a progress line in the log and TensorBoard: steps/s, examples/s, ETA and
+    # the step's loss (one host sync each time); 0: none.
+    config.progress_every_steps = 20
 
     config.model = ml_collections.ConfigDict()
     config.model.name = 'simple_cnn'  # simple_cnn | vgg | resnet | mlp

@@ -231,3 +231,21 @@ def test_a_diverging_run_stops_with_its_step_and_last_finite_metrics(make_config
     assert not all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
     with pytest.raises(choices.ConfigError, match='already holds a diverged run'):
         train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_progress_reaches_tensorboard_at_a_steady_rate(make_config, tmp_path):
+    import tensorflow as tf
+    config = make_config(num_epochs=1, progress_every_steps=10, diagnostics__every_steps=0)
+    train.train_and_evaluate(config, str(tmp_path))
+    events = [e for e in os.listdir(tmp_path) if e.startswith('events.out.tfevents')]
+    scalars = {}
+    for event in tf.compat.v1.train.summary_iterator(str(tmp_path / events[0])):
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append(
+                (event.step, float(tf.make_ndarray(value.tensor))))
+    assert [s for s, _ in scalars['progress/steps_per_s']] == [10, 20, 30]
+    for step, examples_per_s in scalars['progress/examples_per_s']:
+        assert examples_per_s > 0
+    eta = dict(scalars['progress/eta_s'])
+    assert eta[10] > eta[30] > 0  # 21 steps left, then 1
+    assert all(np.isfinite(v) for _, v in scalars['progress/train_loss'])
