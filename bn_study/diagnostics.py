@@ -7,7 +7,6 @@ norms of its running mean and variance.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
@@ -19,7 +18,9 @@ def signal_step(state, batch: dict) -> dict:
     _, mutated = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
                                 batch['image'], train=True,
                                 mutable=['batch_stats', 'diagnostics'])
-    moments = jax.tree.map(lambda sown: sown[0], mutated.get('diagnostics', {}),
+    if 'diagnostics' not in mutated:  # a model without norm layers sows nothing
+        return {}
+    moments = jax.tree.map(lambda sown: sown[0], mutated['diagnostics'],
                            is_leaf=lambda x: isinstance(x, tuple))
     # Devices hold equal slices, so averaging E[x] and E[x^2] gives the whole batch's.
     return jax.lax.pmean(moments, BATCH_AXIS)
@@ -41,7 +42,7 @@ def rows(step: int, moments: dict, batch_stats: dict) -> list[dict]:
             row[f'{side}_var'] = max(float(mean_sq.mean() - mean.mean() ** 2), 0.0)
             row[f'{side}_channel_var'] = float(np.maximum(mean_sq - mean ** 2, 0.0).mean())
         if f'{name}/mean' in running:
-            row['running_mean_norm'] = float(jnp.linalg.norm(running[f'{name}/mean'][0]))
-            row['running_var_norm'] = float(jnp.linalg.norm(running[f'{name}/var'][0]))
+            row['running_mean_norm'] = float(np.linalg.norm(running[f'{name}/mean'][0]))
+            row['running_var_norm'] = float(np.linalg.norm(running[f'{name}/var'][0]))
         table.append(row)
     return table

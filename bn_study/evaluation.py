@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bn_study.norms import BATCH_AXIS
+from bn_study import data
+from bn_study.norms import BATCH_AXIS, precise_bn_batch_count
 
 
 def cross_entropy(logits, labels):
@@ -91,9 +92,6 @@ def make_evaluator(config, builder, info, devices: list, uses_batch_stats: bool)
     The first kind is also reported as the headline test_loss and test_accuracy. Without
     BatchNorm layers all three kinds are the same computation, so it runs once.
     """
-    from bn_study import data  # TensorFlow loads only where data is needed
-    from bn_study.norms import precise_bn_batches
-
     pmap = lambda fn: jax.pmap(fn, axis_name=BATCH_AXIS, devices=devices)
     num_devices = len(devices)
     kinds = tuple(config.eval.stats)
@@ -108,7 +106,7 @@ def make_evaluator(config, builder, info, devices: list, uses_batch_stats: bool)
     if uses_batch_stats and 'precise' in kinds:
         p_moments = pmap(batch_moments_step)
         precise_batches = data.precise_bn_batches(builder, info, config.batch_size, num_devices,
-                                                  precise_bn_batches(config), config.seed)
+                                                  precise_bn_batch_count(config), config.seed)
 
     def evaluate_all(state) -> dict:
         results = {}

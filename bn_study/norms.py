@@ -228,13 +228,13 @@ def describe(config: ml_collections.ConfigDict, has_norm_layers: bool, num_devic
                 'per_device': config.batch_size // num_devices,
                 'ghost': norm.ghost_batch_size}[norm.batch_stats]
     eval_stats = {'ema': {'momentum': norm.momentum},
-                  'precise': {'examples': precise_bn_batches(config) * config.batch_size},
+                  'precise': {'examples': precise_bn_batch_count(config) * config.batch_size},
                   'batch': {'examples_per_statistic': examples}}
     return {**common, 'scope': norm.batch_stats, 'examples_per_statistic': examples,
             'momentum': norm.momentum,
             'eval_stats': {k: eval_stats[k] for k in config.eval.stats}}
 
 
-def precise_bn_batches(config: ml_collections.ConfigDict) -> int:
+def precise_bn_batch_count(config: ml_collections.ConfigDict) -> int:
     """Training batches PreciseBN averages over: enough to cover eval.precise_bn_examples."""
     return -(-config.eval.precise_bn_examples // config.batch_size)
