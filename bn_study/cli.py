@@ -1,11 +1,36 @@
 """What every script shares: quiet logs, one-line errors for bad flags, and app.run."""
 
 import importlib.util
+import os
 import sys
 
 from absl import app, flags
 
-from bn_study import choices, sweep
+from bn_study import choices, parallel, sweep
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, '') else None
+
+
+def define_multihost_flags() -> None:
+    """Flags (with environment fallbacks) that start a multi-process run."""
+    flags.DEFINE_string('coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS', ''),
+                        'host:port of process 0 [env JAX_COORDINATOR_ADDRESS].')
+    flags.DEFINE_integer('num_processes', _env_int('JAX_NUM_PROCESSES'),
+                         'Processes in the run [env JAX_NUM_PROCESSES].')
+    flags.DEFINE_integer('process_id', _env_int('JAX_PROCESS_ID'),
+                         "This process's index, 0..num_processes-1 [env JAX_PROCESS_ID].")
+    flags.DEFINE_bool('multihost_auto', False,
+                      'Let JAX find the processes itself (TPU VM workers, Slurm).')
+
+
+def initialize_multihost() -> None:
+    """jax.distributed.initialize from the flags; before any other JAX call."""
+    f = flags.FLAGS
+    parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id,
+                                    f.multihost_auto)
 
 
 def config_module(config_spec: str):

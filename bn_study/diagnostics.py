@@ -27,13 +27,13 @@ def signal_step(state, batch: dict) -> dict:
 
 
 def rows(step: int, moments: dict, batch_stats: dict) -> list[dict]:
-    """One row per norm layer ('/'-joined path), from device 0's copies of both trees."""
-    layers = traverse_util.flatten_dict(jax.device_get(moments), sep='/')
-    running = traverse_util.flatten_dict(jax.device_get(batch_stats), sep='/')
+    """One row per norm layer ('/'-joined path), from one replica of both trees (host)."""
+    layers = traverse_util.flatten_dict(moments, sep='/')
+    running = traverse_util.flatten_dict(batch_stats, sep='/')
     names = sorted({key.rsplit('/', 1)[0] for key in layers})
     table = []
     for name in names:
-        get = lambda stat: np.asarray(layers[f'{name}/{stat}'][0], np.float64)
+        get = lambda stat: np.asarray(layers[f'{name}/{stat}'], np.float64)
         row = {'step': step, 'layer': name}
         for side in ('input', 'output'):
             # Every channel holds as many elements, so channel averages give tensor moments.
@@ -42,7 +42,7 @@ def rows(step: int, moments: dict, batch_stats: dict) -> list[dict]:
             row[f'{side}_var'] = max(float(mean_sq.mean() - mean.mean() ** 2), 0.0)
             row[f'{side}_channel_var'] = float(np.maximum(mean_sq - mean ** 2, 0.0).mean())
         if f'{name}/mean' in running:
-            row['running_mean_norm'] = float(np.linalg.norm(running[f'{name}/mean'][0]))
-            row['running_var_norm'] = float(np.linalg.norm(running[f'{name}/var'][0]))
+            row['running_mean_norm'] = float(np.linalg.norm(running[f'{name}/mean']))
+            row['running_var_norm'] = float(np.linalg.norm(running[f'{name}/var']))
         table.append(row)
     return table

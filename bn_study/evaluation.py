@@ -4,6 +4,8 @@ All three evaluate the same parameters; they differ only in the statistics Batch
 normalizes the test images with (config.eval.stats, choices.EVAL_STATS).
 """
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ import optax
 
 from bn_study import data
 from bn_study.norms import BATCH_AXIS, precise_bn_batch_count
+from bn_study.parallel import first_replica
 
 
 def cross_entropy(logits, labels):
@@ -81,32 +84,38 @@ def precise_batch_stats(p_batch_moments_step, state, batches) -> dict:
 def evaluate(p_step, state, batches) -> dict:
     """Test loss and accuracy over the whole (masked) test split."""
     sums = [p_step(state, batch) for batch in batches]
-    totals = jax.tree.map(lambda *xs: float(np.sum([x[0] for x in xs])), *jax.device_get(sums))
+    # psum gives every device the totals; read one replica (multi-host safe).
+    sums = first_replica(sums)
+    totals = jax.tree.map(lambda *xs: float(np.sum(xs)), *sums)
     return {'loss': totals['loss'] / totals['count'],
             'accuracy': totals['correct'] / totals['count']}
 
 
-def make_evaluator(config, builder, info, devices: list, uses_batch_stats: bool):
+def make_evaluator(config, info, test_split, train_batches, devices: list, layout,
+                   uses_batch_stats: bool):
     """Returns evaluate_all(state) -> row entries for every kind in config.eval.stats.
 
-    The first kind is also reported as the headline test_loss and test_accuracy. Without
-    BatchNorm layers all three kinds are the same computation, so it runs once.
+    `test_split`: (images, labels) of the whole test split; `train_batches(first, last)`: the
+    run's training batches for those steps (PreciseBN's sample). The first kind is also
+    reported as the headline test_loss and test_accuracy. Without BatchNorm layers all three
+    kinds are the same computation, so it runs once.
     """
     pmap = lambda fn: jax.pmap(fn, axis_name=BATCH_AXIS, devices=devices)
-    num_devices = len(devices)
     kinds = tuple(config.eval.stats)
-    test = data.eval_batches(builder, info, config.eval.batch_size, num_devices)
+    test = data.eval_batches(test_split, info, config.eval.batch_size, layout)
     p_eval = pmap(eval_step)
     if uses_batch_stats and 'batch' in kinds:
         p_batch_eval = pmap(batch_stats_eval_step)
         # Normalized in batches as large as training's, over the same devices and ghosts,
         # each a random draw of test images fixed by the seed.
-        train_sized_test = data.eval_batches(builder, info, config.batch_size, num_devices,
+        train_sized_test = data.eval_batches(test_split, info, config.batch_size, layout,
                                              shuffle_seed=config.seed)
     if uses_batch_stats and 'precise' in kinds:
         p_moments = pmap(batch_moments_step)
-        precise_batches = data.precise_bn_batches(builder, info, config.batch_size, num_devices,
-                                                  precise_bn_batch_count(config), config.seed)
+        # A fixed sample, the first batches of the seed's first epoch, the same at every
+        # evaluation: it keeps PreciseBN from adding sampling noise between checkpoints.
+        count = precise_bn_batch_count(config)
+        precise_batches = list(itertools.islice(train_batches(0, count), count))
 
     def evaluate_all(state) -> dict:
         results = {}

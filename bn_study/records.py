@@ -3,9 +3,9 @@ events, summary.json.
 
 summary.json is written last and atomically; its `status` is `complete` only for a run
 that finished. Everything downstream (studies, reports) reads these files, never logs.
+Workdirs are etils.epath paths: local folders or cloud buckets (gs://...) alike.
 """
 
-import glob
 import json
 import os
 import subprocess
@@ -13,6 +13,7 @@ import subprocess
 import flax
 import jax
 import ml_collections
+from etils import epath
 from flax.metrics import tensorboard
 
 from bn_study import choices
@@ -28,28 +29,60 @@ DIVERGED = 'diverged'
 FINISHED = (COMPLETE, DIVERGED)  # outcomes that rerunning the same config would repeat
 
 
-def read_summary(workdir: str) -> dict | None:
+def read_summary(workdir) -> dict | None:
     """The run's summary, or None if it has none (never started, running, or killed)."""
-    path = os.path.join(workdir, SUMMARY_FILE)
-    if not os.path.exists(path):
+    path = epath.Path(workdir) / SUMMARY_FILE
+    if not path.exists():
         return None
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(path.read_text())
 
 
-def read_metrics(workdir: str, name: str = METRICS_FILE) -> list[dict]:
-    """The rows of metrics.jsonl (or of diagnostics.jsonl, by name)."""
-    with open(os.path.join(workdir, name)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_metrics(workdir, name: str = METRICS_FILE) -> list[dict]:
+    """The rows of metrics.jsonl (or of diagnostics.jsonl, by name); [] if there are none."""
+    path = epath.Path(workdir) / name
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _write_json_atomically(path: str, payload: dict) -> None:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_text_atomically(path: epath.Path, text: str) -> None:
+    """Readers see the old file or the new one, never a partial one (a rename on local
+    disks; on a bucket, whose renames copy, the object appears whole)."""
+    tmp = path.parent / f'{path.name}.tmp'
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """Dotted keys whose values differ between a saved config.json and `config`."""
+    def flat(tree, prefix=''):
+        items = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f'{prefix}{key}.'))
+            else:
+                items[f'{prefix}{key}'] = value
+        return items
+    old, new = flat(saved), flat(json.loads(config.to_json()))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k, '<absent>') != new.get(
+        k, '<absent>'))
+
+
+def check_resumable(workdir, config: ml_collections.ConfigDict) -> None:
+    """Refuses a workdir whose run finished, or whose run has a different config."""
+    previous = read_summary(workdir)
+    if previous is not None and previous['status'] in FINISHED:
+        raise choices.ConfigError(
+            f'workdir {workdir} already holds a {previous["status"]} run; '
+            'choose a new --workdir or delete this one')
+    saved = epath.Path(workdir) / CONFIG_FILE
+    if saved.exists():
+        differences = config_differences(json.loads(saved.read_text()), config)
+        if differences:
+            raise choices.ConfigError(
+                f'workdir {workdir} holds a run with a different config (keys: '
+                f'{", ".join(differences)}); rerun with its config to resume it, or choose a '
+                'new --workdir')
 
 
 def git_commit() -> str:
@@ -74,37 +107,48 @@ def environment() -> dict:
 class RunRecord:
     """Writes one run's files; on non-writing processes (multi-host) every call is a no-op."""
 
-    def __init__(self, workdir: str, writer: bool = True):
-        self.workdir = workdir
+    def __init__(self, workdir, writer: bool = True):
+        self.workdir = epath.Path(workdir)
         self.writer = writer
         self._tensorboard = None
 
-    def start(self, config: ml_collections.ConfigDict) -> None:
-        """Refuses a finished workdir, clears an unfinished one, writes the resolved config."""
-        previous = read_summary(self.workdir)
-        if previous is not None and previous['status'] in FINISHED:
-            raise choices.ConfigError(
-                f'workdir {self.workdir} already holds a {previous["status"]} run; '
-                'choose a new --workdir or delete this one')
+    def start(self, config: ml_collections.ConfigDict, resume_step: int | None) -> None:
+        """Starts afresh (resume_step None) or keeps the rows up to a checkpoint's step.
+
+        Call check_resumable first. A resumed run drops the rows logged after its checkpoint,
+        which it will log again; TensorBoard gets a new events file, so those steps appear
+        twice there with the same values.
+        """
         if not self.writer:
             return
-        os.makedirs(self.workdir, exist_ok=True)
-        stale = [SUMMARY_FILE, METRICS_FILE, DIAGNOSTICS_FILE] + glob.glob(
-            os.path.join(self.workdir, 'events.out.tfevents.*'))
-        for name in stale:  # a run that never finished starts again from scratch
-            path = os.path.join(self.workdir, name)
-            if os.path.exists(path):
-                os.remove(path)
-        with open(os.path.join(self.workdir, CONFIG_FILE), 'w') as f:
-            f.write(config.to_json(indent=2, sort_keys=True))
-        self._tensorboard = tensorboard.SummaryWriter(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:  # a run that never checkpointed starts again from scratch
+            stale = [self.workdir / name for name in (SUMMARY_FILE, METRICS_FILE,
+                                                       DIAGNOSTICS_FILE)]
+            for path in stale + list(self.workdir.glob('events.out.tfevents.*')):
+                if path.exists():
+                    path.unlink()
+            (self.workdir / CONFIG_FILE).write_text(config.to_json(indent=2, sort_keys=True))
+        else:
+            for name in (METRICS_FILE, DIAGNOSTICS_FILE):
+                kept = [row for row in read_metrics(self.workdir, name)
+                        if row['step'] <= resume_step]
+                _write_text_atomically(self.workdir / name, ''.join(
+                    json.dumps(row, sort_keys=True) + '\n' for row in kept))
+            summary = self.workdir / SUMMARY_FILE
+            if summary.exists():  # a failed attempt's summary; this attempt writes its own
+                summary.unlink()
+        self._tensorboard = tensorboard.SummaryWriter(os.fspath(self.workdir))
+
+    def _append(self, name: str, rows: list[dict]) -> None:
+        with (self.workdir / name).open('a') as f:
+            f.write(''.join(json.dumps(row, sort_keys=True) + '\n' for row in rows))
 
     def log_epoch(self, row: dict) -> None:
         """Appends one epoch's metrics (flushed, so a crash keeps earlier epochs)."""
         if not self.writer:
             return
-        with open(os.path.join(self.workdir, METRICS_FILE), 'a') as f:
-            f.write(json.dumps(row, sort_keys=True) + '\n')
+        self._append(METRICS_FILE, [row])
         for key, value in row.items():
             if key not in ('epoch', 'step'):
                 self._tensorboard.scalar(key, value, row['step'])
@@ -122,9 +166,7 @@ class RunRecord:
         """Appends one row per norm layer to diagnostics.jsonl, and each value to TensorBoard."""
         if not self.writer:
             return
-        with open(os.path.join(self.workdir, DIAGNOSTICS_FILE), 'a') as f:
-            for row in rows:
-                f.write(json.dumps(row, sort_keys=True) + '\n')
+        self._append(DIAGNOSTICS_FILE, rows)
         for row in rows:
             for key, value in row.items():
                 if key not in ('step', 'layer'):
@@ -137,4 +179,5 @@ class RunRecord:
             return
         if self._tensorboard is not None:
             self._tensorboard.close()
-        _write_json_atomically(os.path.join(self.workdir, SUMMARY_FILE), summary)
+        _write_text_atomically(self.workdir / SUMMARY_FILE,
+                               json.dumps(summary, indent=2, sort_keys=True))

@@ -11,7 +11,10 @@ from absl import logging
 from flax import jax_utils
 from flax.training import train_state
 
-from bn_study import choices, data, diagnostics, evaluation, models, norms, optim, records
+from bn_study import (checkpoint, choices, data, diagnostics, evaluation, models, norms, optim,
+                      records)
+from bn_study import parallel
+from bn_study.parallel import first_replica, select_devices, unreplicate
 
 BATCH_AXIS = norms.BATCH_AXIS
 
@@ -56,31 +59,6 @@ def create_train_state(model, rng, image_shape, make_tx) -> TrainState:
                              batch_stats=batch_stats)
 
 
-def unreplicate(tree):
-    """Device 0's copy. (flax's unreplicate keeps the device axis when pmapping 1 of N.)"""
-    return jax.tree.map(lambda x: x[0], tree)
-
-
-def select_devices(config: ml_collections.ConfigDict) -> list:
-    """The local devices to pmap over, splitting the CPU into config.cpu_devices if asked."""
-    if config.cpu_devices:
-        try:
-            jax.config.update('jax_num_cpu_devices', config.cpu_devices)
-        except RuntimeError:  # JAX has started; acceptable only if it started the same way
-            if len(jax.devices('cpu')) != config.cpu_devices:
-                raise choices.ConfigError(
-                    f'config.cpu_devices={config.cpu_devices} but JAX already started with '
-                    f'{len(jax.devices("cpu"))} CPU devices; it must be set before the '
-                    'first JAX computation of the process, or left 0') from None
-    devices = jax.local_devices()
-    wanted = config.num_devices or len(devices)
-    if wanted > len(devices):
-        raise choices.ConfigError(
-            f'config.num_devices={wanted} but only {len(devices)} local devices exist; '
-            f'choose 0 (all) or 1..{len(devices)}')
-    return devices[:wanted]
-
-
 def _check_model_builds(model, image_shape) -> None:
     """Shape-checks the model (group counts, norms on dense layers) before any record exists."""
     jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
@@ -103,15 +81,16 @@ def _final_summary(config, history: list[dict]) -> dict:
 class Progress:
     """Every `every` steps: steps/s, examples/s and ETA since the last report, and the loss."""
 
-    def __init__(self, total_steps: int, global_batch: int, every: int, record):
+    def __init__(self, first_step: int, total_steps: int, global_batch: int, every: int,
+                 record):
         self.total_steps, self.global_batch, self.every = total_steps, global_batch, every
         self.record = record
-        self.last_step, self.last_time = 0, time.perf_counter()
+        self.last_step, self.last_time = first_step, time.perf_counter()
 
     def after_step(self, step: int, metrics: dict) -> None:
         if not self.every or step % self.every:
             return
-        loss = float(jax.device_get(metrics['loss'])[0])  # waits for this step: rates are real
+        loss = float(first_replica(metrics['loss']))  # waits for this step: rates are real
         now = time.perf_counter()
         steps_per_s = (step - self.last_step) / (now - self.last_time)
         report = {'steps_per_s': steps_per_s,
@@ -124,113 +103,181 @@ class Progress:
         self.last_step, self.last_time = step, now
 
 
-def _diverged_summary(history, step_metrics, bad: int, bad_step: int, start: float) -> dict:
+class EpochMetrics:
+    """The current epoch's per-step train loss and accuracy.
+
+    Step metrics stay on the devices until fetch() (at epoch ends and checkpoints), so
+    training does not wait on the host every step. They travel in checkpoints, so a resumed
+    epoch reports the same means as an uninterrupted one.
+    """
+
+    def __init__(self, first_step: int, losses=(), accuracies=()):
+        self.first_step = first_step  # the epoch's first step, counted from 1
+        self.losses = [np.float32(x) for x in losses]
+        self.accuracies = [np.float32(x) for x in accuracies]
+        self.pending = []
+
+    def add(self, metrics: dict) -> None:
+        self.pending.append(metrics)
+
+    def fetch(self) -> int | None:
+        """Moves pending metrics to the host; returns the first non-finite step, if any."""
+        fetched, self.pending = first_replica(self.pending), []
+        for metrics in fetched:
+            if not metrics['finite']:
+                return self.first_step + len(self.losses)
+            self.losses.append(metrics['loss'])
+            self.accuracies.append(metrics['accuracy'])
+        return None
+
+    def means(self) -> dict:
+        return {'train_loss': float(np.mean(np.asarray(self.losses, np.float32))),
+                'train_accuracy': float(np.mean(np.asarray(self.accuracies, np.float32)))}
+
+    def last(self) -> dict | None:
+        if not self.losses:
+            return None
+        return {'step': self.first_step + len(self.losses) - 1,
+                'train_loss': float(self.losses[-1]),
+                'train_accuracy': float(self.accuracies[-1])}
+
+    def to_json(self) -> dict:
+        return {'epoch_losses': [float(x) for x in self.losses],
+                'epoch_accuracies': [float(x) for x in self.accuracies]}
+
+
+def _diverged_summary(history, epoch_metrics: EpochMetrics, bad_step: int,
+                      wall_time_s: float) -> dict:
     """The record of a run stopped by a NaN or inf: where, and the last finite metrics.
 
-    Divergence is checked once per epoch (the step metrics are fetched then), so up to one
-    epoch of steps past the first non-finite one is computed and discarded.
+    Divergence is checked at each epoch end and checkpoint (when step metrics are fetched),
+    so the steps computed past the first non-finite one are discarded.
     """
-    last_step = step_metrics[bad - 1] if bad else None
     return {
         'status': records.DIVERGED, 'diverged_at_step': bad_step,
         'epochs_completed': len(history),
         'last_finite_epoch': history[-1] if history else None,
-        'last_finite_step': None if last_step is None else {
-            'step': bad_step - 1, 'train_loss': float(last_step['loss'][0]),
-            'train_accuracy': float(last_step['accuracy'][0])},
-        'wall_time_s': time.perf_counter() - start, 'environment': records.environment(),
+        'last_finite_step': epoch_metrics.last(),
+        'wall_time_s': wall_time_s, 'environment': records.environment(),
     }
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Trains, evaluates every epoch, and writes the run's record; returns the final state."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState:
+    """Trains, evaluates every epoch, checkpoints, and writes the run's record; returns the
+    final state. A workdir holding a checkpoint of the same config resumes from it."""
     choices.validate(config)
-    if jax.process_count() > 1:  # every host would read the whole training split
-        raise choices.ConfigError('multi-host runs are not supported yet (issue 4): the '
-                                  'training split is not sharded per host')
-    devices = select_devices(config)
+    devices, local_devices = select_devices(config)
+    layout = data.Layout(jax.process_index(), jax.process_count(), len(local_devices))
     num_devices = len(devices)
     per_device_batch = choices.check_batch_split(config.batch_size, num_devices)
     choices.check_batch_split(config.eval.batch_size, num_devices, 'eval.batch_size')
     choices.check_ghost_batch(config.norm, per_device_batch)
-    builder = data.load_builder(config.data)
-    info = data.DATASETS[config.data.name]
-    steps_per_epoch = data.num_examples(builder, 'train') // config.batch_size
+    data.check_sharding(config.data.train_shards, config.batch_size, layout.process_count)
+    builder = parallel.process_zero_first(lambda: data.load_builder(config.data))
+    info = data.dataset_info(config.data, builder)
+    shards = data.read_train_shards(builder, config.data.train_shards, layout)
+    steps_per_epoch = shards.steps_per_epoch(config.batch_size)
     if steps_per_epoch == 0:
         raise choices.ConfigError(
-            f'config.batch_size={config.batch_size} exceeds the '
-            f'{data.num_examples(builder, "train")} training examples')
+            f'config.batch_size={config.batch_size} exceeds the training examples '
+            f'({shards.shard_size * shards.num_shards} in {shards.num_shards} shards)')
     total_steps = steps_per_epoch * config.num_epochs
     model = models.build_model(config.model, config.norm, info.num_classes)
     _check_model_builds(model, info.image_shape)
+    records.check_resumable(workdir, config)
 
+    schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
+                                   steps_per_epoch, total_steps)
+    state = create_train_state(
+        model, jax.random.PRNGKey(config.seed), info.image_shape,
+        lambda params: optim.make_optimizer(config.optimizer, schedule, params))
+    checkpoints = checkpoint.Checkpoints(workdir, config.checkpoint.every_steps,
+                                         config.checkpoint.keep)
+    restored = checkpoints.restore_latest(state)
+    state, saved = restored if restored else (state, {})
+    step = int(state.step)
+    if restored:
+        logging.info('resuming from the checkpoint at step %d', step)
     record = records.RunRecord(workdir, writer=jax.process_index() == 0)
-    record.start(config)
+    record.start(config, step if restored else None)
     start = time.perf_counter()
-    history = []
+    earlier_time_s = saved.get('wall_time_s', 0.0)
+    resumed_at = saved.get('resumed_at_steps', []) + ([step] if restored else [])
+    history = records.read_metrics(workdir) if restored else []
     try:
-        schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
-                                       steps_per_epoch, total_steps)
-        state = create_train_state(
-            model, jax.random.PRNGKey(config.seed), info.image_shape,
-            lambda params: optim.make_optimizer(config.optimizer, schedule, params))
         num_params = sum(x.size for x in jax.tree.leaves(state.params))
         uses_batch_stats = bool(jax.tree.leaves(state.batch_stats))
-        state = jax_utils.replicate(state, devices)
-        p_train_step = jax.pmap(train_step, axis_name=BATCH_AXIS, devices=devices,
-                                donate_argnums=(0,))
-        p_signal_step = jax.pmap(diagnostics.signal_step, axis_name=BATCH_AXIS, devices=devices)
-        evaluate_all = evaluation.make_evaluator(config, builder, info, devices,
-                                                 uses_batch_stats)
-        train_iter = data.train_batches(builder, info, config.batch_size, num_devices,
-                                        config.seed)
+        state = jax_utils.replicate(state, local_devices)
+        pmap = lambda fn, **kw: jax.pmap(fn, axis_name=BATCH_AXIS, devices=devices, **kw)
+        p_train_step = pmap(train_step, donate_argnums=(0,))
+        p_signal_step = pmap(diagnostics.signal_step)
+        augment = data.augmentation(config.data, info)
+        batches = lambda first, last: data.train_batches(
+            shards, info, augment, config.data.crop_padding, config.batch_size, layout,
+            config.seed, first, last)
+        evaluate_all = evaluation.make_evaluator(
+            config, info, data.read_split(builder, 'test'), batches, devices, layout,
+            uses_batch_stats)
         every = config.diagnostics.every_steps
-        progress = Progress(total_steps, config.batch_size, config.progress_every_steps, record)
-
-        step = 0
-        for epoch in range(1, config.num_epochs + 1):
-            epoch_start = time.perf_counter()
-            step_metrics = []
-            for _ in range(steps_per_epoch):
-                batch = next(train_iter)
-                state, metrics = p_train_step(state, batch)
-                step += 1
-                step_metrics.append(metrics)  # stays on device: no host sync per step
-                progress.after_step(step, metrics)
-                if (every and step % every == 0) or step == total_steps:
-                    record.log_diagnostics(step, diagnostics.rows(
-                        step, p_signal_step(state, batch), state.batch_stats))
-            step_metrics = jax.device_get(step_metrics)
-            finite = [bool(m['finite'][0]) for m in step_metrics]
-            if not all(finite):
-                bad = finite.index(False)
-                record.finish(_diverged_summary(history, step_metrics, bad,
-                                                step - steps_per_epoch + bad + 1, start))
-                logging.warning('diverged at step %d', step - steps_per_epoch + bad + 1)
-                return unreplicate(state)
-            train = jax.tree.map(lambda *xs: float(np.mean([x[0] for x in xs])),
-                                 *step_metrics)
-            row = {'epoch': epoch, 'step': step,
-                   'train_loss': train['loss'], 'train_accuracy': train['accuracy'],
-                   **evaluate_all(state),
-                   'learning_rate': float(schedule(step - 1)),
-                   'epoch_time_s': time.perf_counter() - epoch_start}
-            history.append(row)
-            record.log_epoch(row)
-            logging.info('epoch %d: %s', epoch, {k: round(v, 4) for k, v in row.items()})
-
+        progress = Progress(step, total_steps, config.batch_size, config.progress_every_steps,
+                            record)
+        epoch_metrics = EpochMetrics(step - step % steps_per_epoch + 1,
+                                     saved.get('epoch_losses', ()),
+                                     saved.get('epoch_accuracies', ()))
+        train_iter = batches(step, total_steps)
+        epoch_start = time.perf_counter()
+        while step < total_steps:
+            batch = next(train_iter)
+            state, metrics = p_train_step(state, batch)
+            step += 1
+            epoch_metrics.add(metrics)
+            progress.after_step(step, metrics)
+            if (every and step % every == 0) or step == total_steps:
+                record.log_diagnostics(step, diagnostics.rows(
+                    step, first_replica(p_signal_step(state, batch)),
+                    first_replica(state.batch_stats)))
+            epoch_end = step % steps_per_epoch == 0
+            if epoch_end or checkpoints.due(step, total_steps):
+                bad_step = epoch_metrics.fetch()
+                if bad_step is not None:
+                    checkpoints.wait()
+                    record.finish(_diverged_summary(
+                        history, epoch_metrics, bad_step,
+                        earlier_time_s + time.perf_counter() - start))
+                    logging.warning('diverged at step %d', bad_step)
+                    return unreplicate(state)
+            if epoch_end:
+                row = {'epoch': step // steps_per_epoch, 'step': step, **epoch_metrics.means(),
+                       **evaluate_all(state),
+                       'learning_rate': float(schedule(step - 1)),
+                       'epoch_time_s': time.perf_counter() - epoch_start}
+                history.append(row)
+                record.log_epoch(row)
+                logging.info('epoch %d: %s', row['epoch'],
+                             {k: round(v, 4) for k, v in row.items()})
+                epoch_metrics = EpochMetrics(step + 1)
+                epoch_start = time.perf_counter()
+            if checkpoints.due(step, total_steps):
+                checkpoints.save(first_replica(state), {
+                    **epoch_metrics.to_json(), 'resumed_at_steps': resumed_at,
+                    'wall_time_s': earlier_time_s + time.perf_counter() - start})
+        checkpoints.wait()
         record.finish({
             'status': records.COMPLETE, **_final_summary(config, history),
             'epochs': config.num_epochs, 'steps': total_steps, 'num_params': int(num_params),
-            'wall_time_s': time.perf_counter() - start,
+            'wall_time_s': earlier_time_s + time.perf_counter() - start,
+            'resumed_at_steps': resumed_at,
             'normalization': norms.describe(config, models.has_norm_layers(config.model),
                                             num_devices),
             'environment': records.environment(),
         })
     except BaseException as e:
+        checkpoints.wait()  # a checkpoint in flight is completed, not left half-written
         record.finish({'status': records.FAILED, 'error': f'{type(e).__name__}: {e}',
                        'epochs_completed': len(history),
-                       'wall_time_s': time.perf_counter() - start,
+                       'wall_time_s': earlier_time_s + time.perf_counter() - start,
                        'environment': records.environment()})
         raise
+    finally:
+        checkpoints.close()
     return unreplicate(state)

@@ -94,12 +94,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.diagnostics.every_steps = 50
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = 'mnist_5k'  # mnist_5k (embedded, offline) | mnist (official TFDS)
+    # mnist_5k (embedded, offline) | mnist | fashion_mnist | cifar10 | cifar100 | svhn_cropped,
+    # or the name of any image-classification dataset prepared in data_dir (e.g. written by
+    # tfds.dataset_builders.store_as_tfds_dataset; then mean and std are required).
+    config.data.name = 'mnist_5k'
     config.data.data_dir = os.path.expanduser('~/tensorflow_datasets')  # TFDS data_dir
     # Folder holding the four official MNIST archives, to prepare `mnist` with no network
     # (e.g. ../shared/datasets/mnist); '' downloads them instead.
     config.data.manual_dir = ''
     config.data.download = True  # False: fail at once if a dataset is neither prepared nor manual
+    # Per-channel standardisation on the [0, 1] scale; () = the catalogue's values (data.py).
+    config.data.mean = ()
+    config.data.std = ()
+    # standard (the dataset's usual: pad_crop_flip for CIFAR, none for MNIST, Fashion-MNIST
+    # and SVHN) | none | flip | pad_crop | pad_crop_flip
+    config.data.augment = 'standard'
+    config.data.crop_padding = 4  # pad_crop*: zero pixels added on each side before the crop
+    # The training split is cut into this many equal shards, and every batch takes as many
+    # examples from each. A multi-host run needs a multiple of its process count (each
+    # process reads only its shards); the batches depend on (seed, train_shards) alone, not
+    # on the number of devices or processes.
+    config.data.train_shards = 1
+
+    config.checkpoint = ml_collections.ConfigDict()
+    # Orbax checkpoint every N steps and after the last step, in <workdir>/checkpoints;
+    # 0: after the last step only. Rerunning the same command resumes from the newest one.
+    config.checkpoint.every_steps = 500
+    config.checkpoint.keep = 2  # the newest K checkpoints are kept
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = 'sgd'  # sgd | adam | adamw

@@ -1,4 +1,9 @@
-"""Trains one run: python scripts/train.py --config=configs/default.py --workdir=DIR."""
+"""Trains one run: python scripts/train.py --config=configs/default.py --workdir=DIR.
+
+Rerunning the same command resumes from the workdir's newest checkpoint. On several hosts,
+start it on every one with --multihost_auto (TPU VMs) or with --coordinator_address,
+--num_processes and --process_id (or the JAX_* environment variables named in --help).
+"""
 
 import os
 import sys
@@ -14,10 +19,12 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. con
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, "Directory for this run's record.")
 flags.mark_flags_as_required(['config', 'workdir'])
+cli.define_multihost_flags()
 
 
 def main(argv):
     del argv
+    cli.initialize_multihost()  # before any other JAX call
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -27,7 +27,13 @@ def _run(script, *args):
      '1, 2, 4, 8, 16, 32'),
     ('--config.norm.batch_stats=ghost --config.norm.ghost_batch_size=24',
      'ghost_batch_size=24 does not divide the per-device batch of 32'),
-    ('--config.data.name=cifar10', 'choose one of: mnist_5k, mnist'),
+    ('--config.data.name=cifar10',
+     "dataset 'cifar10' is not prepared in {tmp} and config.data.download is False; prepare "
+     'it on a machine with network (tfds build cifar10 --data_dir=DIR)'),
+    ('--config.data.name=cifar11', "config.data.name='cifar11' is neither one of: mnist_5k, "
+                                   'mnist, fashion_mnist, cifar10, cifar100, svhn_cropped'),
+    ('--num_processes=2', 'multi-host flags coordinator_address, num_processes and process_id '
+                          'go together; missing: coordinator_address, process_id'),
     ('--config.optimizer.name=lamb', 'choose one of: sgd, adam, adamw'),
     ('--config.batch_size=130', 'config.batch_size=130 does not split evenly over 4 devices'),
     ('--config.model.bn_positon=after_act',
@@ -42,7 +48,7 @@ def test_bad_input_gets_one_error_line_and_no_record(tmp_path, data_dir, overrid
                   '--config.cpu_devices=4', *override.split())
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: ') and message in last, result.stderr[-2000:]
+    assert last.startswith('error: ') and message.format(tmp=tmp_path) in last, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
     assert records.read_summary(str(workdir)) is None
 

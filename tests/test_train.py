@@ -192,7 +192,7 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
      'eval.batch_size=50 does not split'),
     ({'num_devices': 5}, 'only 4 local devices'),
     ({'optimizer__name': 'lamb'}, 'choose one of: sgd, adam, adamw'),
-    ({'data__name': 'imagenet'}, 'choose one of: mnist_5k, mnist'),
+    ({'data__name': 'imagenet'}, 'neither one of: mnist_5k, mnist, fashion_mnist'),
     ({'norm__batch_stats': 'sync'}, 'choose one of: global, per_device, ghost'),
     ({'norm__kind': 'weight'}, 'choose one of: batch, layer, group, instance, none'),
     ({'model__name': 'resnet'}, "'before_act' is not valid for model resnet; choose one of: "

@@ -1,0 +1,113 @@
+"""Checkpoints: resume after a real SIGKILL, fall back past a corrupt checkpoint, refuse a
+workdir of another config."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bn_study import checkpoint, choices, records, train
+from tests.conftest import REPO
+
+# 2 epochs of 31 steps; a checkpoint every 5 steps, so a kill lands between, during or just
+# after saves, and the last one is the final step's.
+RUN_FLAGS = ('--config.num_epochs=2', '--config.checkpoint.every_steps=5',
+             '--config.checkpoint.keep=3', '--config.progress_every_steps=0',
+             '--config.diagnostics.every_steps=10', '--config.model.bn_position=after_act')
+
+
+def _final_params(workdir) -> dict:
+    manager = checkpoint.Checkpoints(workdir, every_steps=0, keep=3)
+    try:
+        return manager.read()['params']
+    finally:
+        manager.close()
+
+
+def _assert_bitwise_equal(a: dict, b: dict) -> None:
+    import jax
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _start(workdir, data_dir):
+    return subprocess.Popen(
+        [sys.executable, 'scripts/train.py', '--config=configs/default.py',
+         f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *RUN_FLAGS],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_killed_at_random_moments_resumes_to_bitwise_equal_parameters(
+        make_config, tmp_path, data_dir):
+    workdir = tmp_path / 'killed'
+    checkpoints = workdir / checkpoint.CHECKPOINT_DIR
+    rng = random.Random(0)
+    kills = 0
+    while kills < 3:
+        run = _start(workdir, data_dir)
+        # Wait for training to be under way (a new checkpoint, or the first one), then kill
+        # at a random moment: during a step, an evaluation, a save or the record's writes.
+        before = set(os.listdir(checkpoints)) if checkpoints.exists() else set()
+        while run.poll() is None and (not checkpoints.exists()
+                                      or set(os.listdir(checkpoints)) <= before):
+            time.sleep(0.05)
+        if run.poll() is not None:
+            break  # finished before the kill: the remaining attempts have nothing to cut
+        time.sleep(rng.uniform(0.0, 1.5))
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        kills += 1
+    assert kills >= 2, 'the run finished before it could be killed twice'
+    final = _start(workdir, data_dir)
+    _, stderr = final.communicate(timeout=600)
+    assert final.returncode == 0, stderr[-2000:]
+    summary = records.read_summary(workdir)
+    assert summary['status'] == records.COMPLETE and summary['resumed_at_steps']
+    assert [row['epoch'] for row in records.read_metrics(workdir)] == [1, 2]
+
+    config = make_config(num_epochs=2, checkpoint__every_steps=5, checkpoint__keep=3,
+                         progress_every_steps=0, diagnostics__every_steps=10,
+                         model__bn_position='after_act')
+    reference = tmp_path / 'uninterrupted'
+    train.train_and_evaluate(config, str(reference))
+    _assert_bitwise_equal(_final_params(workdir), _final_params(reference))
+    # The epoch metrics, even those of an epoch cut by a kill, match the uninterrupted run's.
+    for killed, whole in zip(records.read_metrics(workdir), records.read_metrics(reference)):
+        assert killed['train_loss'] == whole['train_loss']
+        assert killed['test_accuracy'] == whole['test_accuracy']
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_path, caplog):
+    config = make_config(num_epochs=1, checkpoint__every_steps=10, checkpoint__keep=3)
+    workdir = tmp_path / 'run'
+    caplog.set_level('INFO')
+    whole = train.train_and_evaluate(config, str(workdir))
+    # Make it look like a run killed after its last save, with that save damaged.
+    (workdir / records.SUMMARY_FILE).unlink()
+    last = workdir / checkpoint.CHECKPOINT_DIR / '31'
+    for path in (last / 'state').rglob('*'):
+        if path.is_file():
+            path.write_bytes(b'\0' * 7)
+    resumed = train.train_and_evaluate(config, str(workdir))
+    assert 'checkpoint at step 31 is unreadable' in caplog.text
+    assert 'resuming from the checkpoint at step 30' in caplog.text
+    _assert_bitwise_equal(resumed.params, whole.params)
+    assert records.read_summary(workdir)['resumed_at_steps'] == [30]
+
+
+def test_a_workdir_holding_another_config_is_refused_by_key(make_config, tmp_path):
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    other = make_config(seed=7, optimizer__learning_rate=0.5)
+    (workdir / records.CONFIG_FILE).write_text(other.to_json())
+    with pytest.raises(choices.ConfigError,
+                       match=r'different config \(keys: optimizer.learning_rate, seed\)'):
+        train.train_and_evaluate(make_config(), str(workdir))
+    assert json.loads((workdir / records.CONFIG_FILE).read_text())['seed'] == 7
+    assert sorted(os.listdir(workdir)) == [records.CONFIG_FILE]
