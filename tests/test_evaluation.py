@@ -7,6 +7,7 @@ from flax import jax_utils
 
 from bn_study import diagnostics, evaluation, models, optim, records, train
 from bn_study.norms import BATCH_AXIS
+from bn_study.parallel import first_replica
 
 
 def _mlp_state(make_config, **overrides):
@@ -97,7 +98,8 @@ def test_signal_diagnostics_report_each_norm_layer(make_config):
     p_signal = jax.pmap(diagnostics.signal_step, axis_name=BATCH_AXIS, devices=devices)
     running = jax.tree.map(lambda v: np.full_like(v, 3.0), state.batch_stats)
     replicated = jax_utils.replicate(state.replace(batch_stats=running), devices)
-    rows = diagnostics.rows(7, p_signal(replicated, batch), replicated.batch_stats)
+    rows = diagnostics.rows(7, first_replica(p_signal(replicated, batch)),
+                            first_replica(replicated.batch_stats))
     assert [r['layer'] for r in rows] == ['norm_fc1', 'norm_fc2']
     _, out = _global_forward(state, batch['image'].reshape(16, 28, 28, 1))
     fc1 = np.asarray(out['intermediates']['fc1_out'][0], np.float64)

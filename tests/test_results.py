@@ -30,7 +30,7 @@ def test_only_seeds_are_pooled():
 def test_a_sweep_counts_diverged_runs_apart_and_skips_them_on_rerun(tmp_path):
     def fake_train(config, workdir):
         record = records.RunRecord(workdir)
-        record.start(config)
+        record.start(config, resume_step=None)
         lr = config.optimizer.learning_rate
         record.finish({'status': records.DIVERGED, 'diverged_at_step': 3} if lr > 1 else
                       {'status': records.COMPLETE, 'final_test_accuracy': 0.9})

@@ -249,3 +249,15 @@ def test_progress_reaches_tensorboard_at_a_steady_rate(make_config, tmp_path):
     eta = dict(scalars['progress/eta_s'])
     assert eta[10] > eta[30] > 0  # 21 steps left, then 1
     assert all(np.isfinite(v) for _, v in scalars['progress/train_loss'])
+
+
+def test_cifar10_trains_under_mock_data(make_config, tmp_path):
+    import tensorflow_datasets as tfds
+    config = make_config(data__name='cifar10', data__data_dir=str(tmp_path / 'tfds'),
+                         num_epochs=1, batch_size=64, eval__batch_size=64)
+    with tfds.testing.mock_data(num_examples=256):
+        train.train_and_evaluate(config, str(tmp_path / 'run'))
+    summary = records.read_summary(str(tmp_path / 'run'))
+    assert summary['status'] == records.COMPLETE and summary['steps'] == 4
+    # 3 input channels reach conv1: 3*3*3*32 kernel weights.
+    assert summary['num_params'] > 0 and 0.0 <= summary['final_test_accuracy'] <= 1.0
