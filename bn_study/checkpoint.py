@@ -7,11 +7,16 @@ data order and augmentation are pure functions of (seed, step), so restoring the
 restores the RNG and the position in the data stream.
 """
 
+import os
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
+
+from bn_study import choices
 
 CHECKPOINT_DIR = 'checkpoints'
 
@@ -26,7 +31,10 @@ class Checkpoints:
 
     def __init__(self, workdir, every_steps: int, keep: int):
         self.every_steps = every_steps
-        self.directory = epath.Path(workdir) / CHECKPOINT_DIR
+        # orbax wants absolute paths; cloud paths (gs://...) already are, and epath's
+        # absolute() would mangle them.
+        directory = epath.Path(workdir) / CHECKPOINT_DIR
+        self.directory = directory if '://' in os.fspath(directory) else directory.absolute()
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
@@ -43,32 +51,55 @@ class Checkpoints:
         orbax ignores, and the previous checkpoint stands.
         """
         step = int(state.step)
-        self.manager.save(step, args=ocp.args.Composite(
+        saved = self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_state_tree(state)),
             progress=ocp.args.JsonSave(progress)))
+        if not saved:  # orbax skips a step at or below its newest one without raising
+            raise RuntimeError(f'orbax did not save step {step} in {self.directory} (its '
+                               f'newest step is {self.manager.latest_step()})')
 
     def restore_latest(self, template):
         """(state, progress) from the newest readable checkpoint, or None if none exists.
 
-        A checkpoint that fails to read (corrupt or partial files) is reported and skipped
-        in favour of the one before it.
+        A checkpoint that fails to read (corrupt or partial files) is reported, renamed to
+        '<step>.unreadable' (kept for inspection; orbax would otherwise refuse every save up
+        to its step) and the one before it is tried. If none reads, the run is refused
+        rather than silently restarted.
         """
         target = jax.tree.map(np.asarray, _state_tree(template))
+        unreadable = []
         for step in reversed(self.steps()):
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(target), progress=ocp.args.JsonRestore()))
             except Exception as e:  # orbax and tensorstore raise many types for bad files
+                message = str(e).splitlines()[0][:200] if str(e) else ''
                 logging.warning('checkpoint at step %d is unreadable (%s: %s); falling back to '
-                                'the previous one', step, type(e).__name__,
-                                str(e).splitlines()[0][:200] if str(e) else '')
+                                'the previous one', step, type(e).__name__, message)
+                unreadable.append(step)
                 continue
+            self._set_aside(unreadable)
             tree = restored['state']
             state = template.replace(step=tree['step'], params=tree['params'],
                                      batch_stats=tree['batch_stats'],
                                      opt_state=tree['opt_state'])
             return state, dict(restored['progress'])
+        if unreadable:
+            raise choices.ConfigError(
+                f'no checkpoint in {self.directory} reads back (steps '
+                f'{", ".join(map(str, unreadable))}; see the warnings above); move them away '
+                'to start the run again from scratch')
         return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            for step in steps:
+                (self.directory / str(step)).rename(self.directory / f'{step}.unreadable')
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices('bn_study: unreadable checkpoints set aside')
+        self.manager.reload()
 
     def read(self, step: int | None = None) -> dict:
         """A checkpoint's state as saved (dicts of numpy arrays), the newest by default; for

@@ -1,17 +1,21 @@
 """What every script shares: quiet logs, one-line errors for bad flags, and app.run."""
 
 import importlib.util
+import logging as python_logging
 import os
 import sys
 
 from absl import app, flags
+from absl import logging
 
 from bn_study import choices, parallel, sweep
 
 
 def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, '') else None
+    value = os.environ.get(name, '')
+    if value and not value.isdigit():
+        sys.exit(f'error: environment variable {name}={value!r} must be a whole number')
+    return int(value) if value else None
 
 
 def define_multihost_flags() -> None:
@@ -79,8 +83,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f'error: {unknown_key_message(argv) or e}')
 
 
+def _not_orbax_info(record: python_logging.LogRecord) -> bool:
+    """orbax logs a dozen INFO lines per checkpoint save; its warnings and errors stay."""
+    return record.levelno > python_logging.INFO or f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
 def run(main) -> None:
     """app.run with one-line errors: bad flags and ConfigError exit non-zero with one line."""
+    logging.get_absl_handler().addFilter(_not_orbax_info)
     def guarded(argv):
         if len(argv) > 1:
             sys.exit(f'error: unexpected arguments: {" ".join(argv[1:])}')

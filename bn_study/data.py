@@ -163,7 +163,7 @@ def _directory_builder(data_config: ml_collections.ConfigDict):
         f'dataset prepared in config.data.data_dir={data_config.data_dir!r}')
     try:
         builder = tfds.builder(name, data_dir=data_config.data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
+    except ValueError:  # not found, or not a valid TFDS name at all
         raise refusal from None
     if not builder.is_prepared():
         raise refusal
@@ -185,11 +185,15 @@ def dataset_info(data_config: ml_collections.ConfigDict, builder) -> DatasetInfo
     mean, std = tuple(data_config.mean), tuple(data_config.std)
     info = DATASETS.get(data_config.name)
     if info is None:
-        features = builder.info.features
-        if 'image' not in features or 'label' not in features:
+        features, splits = builder.info.features, builder.info.splits
+        image, label = features.get('image'), features.get('label')
+        if (not isinstance(image, tfds.features.Image) or None in image.shape
+                or not isinstance(label, tfds.features.ClassLabel)
+                or not {'train', 'test'} <= set(splits)):
             raise choices.ConfigError(
-                f'dataset {data_config.name!r} has features {", ".join(features)}; an image '
-                "classification dataset needs 'image' and 'label'")
+                f'dataset {data_config.name!r} (features: {", ".join(features)}; splits: '
+                f'{", ".join(splits)}) is no image classification dataset here: it needs an '
+                "'image' of fixed shape, a 'label' ClassLabel, and splits train and test")
         if not (mean and std):
             raise choices.ConfigError(
                 f'config.data.mean and config.data.std must be given for dataset '
@@ -282,6 +286,8 @@ def _step_rows(shards: TrainShards, batch_size: int, seed: int, start_step: int,
                total_steps: int) -> np.ndarray:
     """[steps, local rows] indices into shards' flattened examples, for steps start..total."""
     per_shard = batch_size // shards.num_shards
+    if start_step >= total_steps:  # e.g. resumed from the final checkpoint
+        return np.zeros((0, per_shard * len(shards.labels)), np.int32)
     steps_per_epoch = shards.steps_per_epoch(batch_size)
     per_epoch = []
     for epoch in range(start_step // steps_per_epoch, -(-total_steps // steps_per_epoch)):

@@ -43,7 +43,9 @@ def select_devices(config: ml_collections.ConfigDict) -> tuple[list, list]:
             raise choices.ConfigError(
                 f'config.num_devices={config.num_devices} but a multi-host run uses every '
                 f'device of its {jax.process_count()} processes; set it to 0')
-        return jax.devices(), local
+        # Process p's devices sit at global positions [p * L, (p + 1) * L), which data.Layout
+        # relies on; jax.devices() is ordered by id, which need not follow processes.
+        return sorted(jax.devices(), key=lambda d: (d.process_index, d.id)), local
     wanted = config.num_devices or len(local)
     if wanted > len(local):
         raise choices.ConfigError(
@@ -87,6 +89,15 @@ def process_zero_first(fn):
     shared files (preparing a dataset), which concurrent processes would race on."""
     if jax.process_count() == 1:
         return fn()
-    result = fn() if jax.process_index() == 0 else None
-    multihost_utils.sync_global_devices('bn_study: process 0 went first')
+    result, error = None, None
+    if jax.process_index() == 0:
+        try:
+            result = fn()
+        except Exception as e:  # the others must hear of it, not wait for it
+            error = e
+    failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+    if error is not None:
+        raise error
+    if failed:
+        raise choices.ConfigError('process 0 failed first (its own error says why)')
     return result if jax.process_index() == 0 else fn()

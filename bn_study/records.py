@@ -38,11 +38,20 @@ def read_summary(workdir) -> dict | None:
 
 
 def read_metrics(workdir, name: str = METRICS_FILE) -> list[dict]:
-    """The rows of metrics.jsonl (or of diagnostics.jsonl, by name); [] if there are none."""
+    """The rows of metrics.jsonl (or of diagnostics.jsonl, by name); [] if there are none.
+
+    A last line cut short by a kill is dropped; a damaged line elsewhere raises.
+    """
     path = epath.Path(workdir) / name
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in lines[:-1]]
+    try:
+        rows.extend(json.loads(line) for line in lines[-1:])
+    except json.JSONDecodeError:
+        pass
+    return rows
 
 
 def _write_text_atomically(path: epath.Path, text: str) -> None:

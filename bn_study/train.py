@@ -173,6 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
     choices.check_batch_split(config.eval.batch_size, num_devices, 'eval.batch_size')
     choices.check_ghost_batch(config.norm, per_device_batch)
     data.check_sharding(config.data.train_shards, config.batch_size, layout.process_count)
+    records.check_resumable(workdir, config)  # before a dataset download could start
     builder = parallel.process_zero_first(lambda: data.load_builder(config.data))
     info = data.dataset_info(config.data, builder)
     shards = data.read_train_shards(builder, config.data.train_shards, layout)
@@ -184,7 +185,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
     total_steps = steps_per_epoch * config.num_epochs
     model = models.build_model(config.model, config.norm, info.num_classes)
     _check_model_builds(model, info.image_shape)
-    records.check_resumable(workdir, config)
 
     schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
                                    steps_per_epoch, total_steps)

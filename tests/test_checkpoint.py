@@ -37,10 +37,12 @@ def _assert_bitwise_equal(a: dict, b: dict) -> None:
 
 
 def _start(workdir, data_dir):
+    """The training script on a workdir relative to its working directory, as users type it."""
     return subprocess.Popen(
-        [sys.executable, 'scripts/train.py', '--config=configs/default.py',
-         f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *RUN_FLAGS],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [sys.executable, os.path.join(REPO, 'scripts', 'train.py'),
+         f'--config={os.path.join(REPO, "configs", "default.py")}', f'--workdir={workdir.name}',
+         f'--config.data.data_dir={data_dir}', *RUN_FLAGS],
+        cwd=workdir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_a_run_killed_at_random_moments_resumes_to_bitwise_equal_parameters(
@@ -78,9 +80,13 @@ def test_a_run_killed_at_random_moments_resumes_to_bitwise_equal_parameters(
     train.train_and_evaluate(config, str(reference))
     _assert_bitwise_equal(_final_params(workdir), _final_params(reference))
     # The epoch metrics, even those of an epoch cut by a kill, match the uninterrupted run's.
-    for killed, whole in zip(records.read_metrics(workdir), records.read_metrics(reference)):
+    for killed, whole in zip(records.read_metrics(workdir), records.read_metrics(reference),
+                             strict=True):
         assert killed['train_loss'] == whole['train_loss']
         assert killed['test_accuracy'] == whole['test_accuracy']
+    # Diagnostics rows logged past a checkpoint were dropped and logged again, once.
+    assert (records.read_metrics(workdir, records.DIAGNOSTICS_FILE)
+            == records.read_metrics(reference, records.DIAGNOSTICS_FILE))
 
 
 def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_path, caplog):
@@ -88,7 +94,12 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
     workdir = tmp_path / 'run'
     caplog.set_level('INFO')
     whole = train.train_and_evaluate(config, str(workdir))
-    # Make it look like a run killed after its last save, with that save damaged.
+    # A run killed after its last save, before its summary: it finishes without a step.
+    (workdir / records.SUMMARY_FILE).unlink()
+    again = train.train_and_evaluate(config, str(workdir))
+    _assert_bitwise_equal(again.params, whole.params)
+    assert records.read_summary(workdir)['resumed_at_steps'] == [31]
+    # The same, with that last save damaged.
     (workdir / records.SUMMARY_FILE).unlink()
     last = workdir / checkpoint.CHECKPOINT_DIR / '31'
     for path in (last / 'state').rglob('*'):
@@ -99,6 +110,9 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
     assert 'resuming from the checkpoint at step 30' in caplog.text
     _assert_bitwise_equal(resumed.params, whole.params)
     assert records.read_summary(workdir)['resumed_at_steps'] == [30]
+    # The damaged save is set aside, and step 31 saved anew.
+    assert (workdir / checkpoint.CHECKPOINT_DIR / '31.unreadable').exists()
+    _assert_bitwise_equal(_final_params(workdir), whole.params)
 
 
 def test_a_workdir_holding_another_config_is_refused_by_key(make_config, tmp_path):
