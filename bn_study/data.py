@@ -186,7 +186,8 @@ def dataset_info(data_config: ml_collections.ConfigDict, builder) -> DatasetInfo
     info = DATASETS.get(data_config.name)
     if info is None:
         features, splits = builder.info.features, builder.info.splits
-        image, label = features.get('image'), features.get('label')
+        image = features['image'] if 'image' in features else None
+        label = features['label'] if 'label' in features else None
         if (not isinstance(image, tfds.features.Image) or None in image.shape
                 or not isinstance(label, tfds.features.ClassLabel)
                 or not {'train', 'test'} <= set(splits)):

@@ -128,14 +128,11 @@ def test_eval_step_sums_agree_across_device_counts(make_config):
     assert sums[1]['correct'] == sums[4]['correct']
 
 
-def test_short_run_learns_and_repeats_bitwise(make_config, tmp_path):
+def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
+    # Bitwise repetition (a separate process against this one) is checked by
+    # tests/test_checkpoint.py's kill-and-resume test.
     config = make_config(num_epochs=2)
-    first = train.train_and_evaluate(config, str(tmp_path / 'a'))
-    second = train.train_and_evaluate(config, str(tmp_path / 'b'))
-    for a, b in zip(jax.tree.leaves((first.params, first.batch_stats)),
-                    jax.tree.leaves((second.params, second.batch_stats))):
-        np.testing.assert_array_equal(a, b)
-
+    train.train_and_evaluate(config, str(tmp_path / 'a'))
     summary = records.read_summary(str(tmp_path / 'a'))
     assert summary['status'] == records.COMPLETE
     assert summary['final_test_accuracy'] >= 0.90
@@ -144,9 +141,6 @@ def test_short_run_learns_and_repeats_bitwise(make_config, tmp_path):
         'kind': 'batch', 'scope': 'global', 'examples_per_statistic': 128, 'num_devices': 4,
         'momentum': 0.9, 'epsilon': 1e-5, 'use_scale': True, 'use_bias': True,
         'zero_init_last_scale': False, 'eval_stats': {'ema': {'momentum': 0.9}}}
-    assert summary == {**records.read_summary(str(tmp_path / 'b')),
-                       'wall_time_s': summary['wall_time_s']} | {
-        'environment': summary['environment']}
     rows = records.read_metrics(str(tmp_path / 'a'))
     assert [r['epoch'] for r in rows] == [1, 2]
     assert rows[-1]['test_accuracy'] == summary['final_test_accuracy']
