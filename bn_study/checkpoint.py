@@ -21,6 +21,13 @@ from bn_study import choices
 CHECKPOINT_DIR = 'checkpoints'
 
 
+def _directory(workdir) -> epath.Path:
+    """<workdir>/checkpoints, absolute as orbax wants; cloud paths (gs://...) already are, and
+    epath's absolute() would mangle them."""
+    directory = epath.Path(workdir) / CHECKPOINT_DIR
+    return directory if '://' in os.fspath(directory) else directory.absolute()
+
+
 def _state_tree(state) -> dict:
     return {'step': state.step, 'params': state.params, 'batch_stats': state.batch_stats,
             'opt_state': state.opt_state}
@@ -31,10 +38,7 @@ class Checkpoints:
 
     def __init__(self, workdir, every_steps: int, keep: int):
         self.every_steps = every_steps
-        # orbax wants absolute paths; cloud paths (gs://...) already are, and epath's
-        # absolute() would mangle them.
-        directory = epath.Path(workdir) / CHECKPOINT_DIR
-        self.directory = directory if '://' in os.fspath(directory) else directory.absolute()
+        self.directory = _directory(workdir)
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
@@ -101,16 +105,21 @@ class Checkpoints:
             multihost_utils.sync_global_devices('bn_study: unreadable checkpoints set aside')
         self.manager.reload()
 
-    def read(self, step: int | None = None) -> dict:
-        """A checkpoint's state as saved (dicts of numpy arrays), the newest by default; for
-        analysis, with no template needed."""
-        step = self.steps()[-1] if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore()))
-        return jax.tree.map(np.asarray, restored['state'])
-
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.close()
+
+
+def read_newest(workdir) -> dict:
+    """The newest checkpoint's state as saved (dicts of numpy arrays), for analysis: no
+    template needed, and nothing in the workdir is created or removed."""
+    manager = ocp.CheckpointManager(_directory(workdir),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore()))
+        return jax.tree.map(np.asarray, restored['state'])
+    finally:
+        manager.close()

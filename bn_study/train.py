@@ -162,6 +162,12 @@ def _diverged_summary(history, epoch_metrics: EpochMetrics, bad_step: int,
     }
 
 
+# The run's progress as checkpoints carry it (EpochMetrics.to_json plus the run's history);
+# a run with no checkpoint starts from this.
+FRESH_PROGRESS = {'epoch_losses': [], 'epoch_accuracies': [], 'resumed_at_steps': [],
+                  'wall_time_s': 0.0}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState:
     """Trains, evaluates every epoch, checkpoints, and writes the run's record; returns the
     final state. A workdir holding a checkpoint of the same config resumes from it."""
@@ -194,15 +200,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
     checkpoints = checkpoint.Checkpoints(workdir, config.checkpoint.every_steps,
                                          config.checkpoint.keep)
     restored = checkpoints.restore_latest(state)
-    state, saved = restored if restored else (state, {})
+    state, saved = restored if restored else (state, FRESH_PROGRESS)
     step = int(state.step)
     if restored:
         logging.info('resuming from the checkpoint at step %d', step)
     record = records.RunRecord(workdir, writer=jax.process_index() == 0)
     record.start(config, step if restored else None)
     start = time.perf_counter()
-    earlier_time_s = saved.get('wall_time_s', 0.0)
-    resumed_at = saved.get('resumed_at_steps', []) + ([step] if restored else [])
+    earlier_time_s = saved['wall_time_s']
+    resumed_at = saved['resumed_at_steps'] + ([step] if restored else [])
     history = records.read_metrics(workdir) if restored else []
     try:
         num_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -222,8 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
         progress = Progress(step, total_steps, config.batch_size, config.progress_every_steps,
                             record)
         epoch_metrics = EpochMetrics(step - step % steps_per_epoch + 1,
-                                     saved.get('epoch_losses', ()),
-                                     saved.get('epoch_accuracies', ()))
+                                     saved['epoch_losses'], saved['epoch_accuracies'])
         train_iter = batches(step, total_steps)
         epoch_start = time.perf_counter()
         while step < total_steps:

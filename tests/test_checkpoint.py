@@ -22,15 +22,6 @@ RUN_FLAGS = ('--config.num_epochs=2', '--config.checkpoint.every_steps=5',
              '--config.diagnostics.every_steps=10', '--config.model.bn_position=after_act')
 
 
-def _final_state(workdir) -> dict:
-    """The newest checkpoint: step, params, batch_stats and opt_state, as saved."""
-    manager = checkpoint.Checkpoints(workdir, every_steps=0, keep=3)
-    try:
-        return manager.read()
-    finally:
-        manager.close()
-
-
 def _assert_bitwise_equal(a: dict, b: dict) -> None:
     import jax
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -80,7 +71,7 @@ def test_a_run_killed_at_random_moments_resumes_to_a_bitwise_equal_state(
     reference = tmp_path / 'uninterrupted'
     train.train_and_evaluate(config, str(reference))
     # Parameters, batch statistics, optimizer state: bitwise, across separate processes.
-    _assert_bitwise_equal(_final_state(workdir), _final_state(reference))
+    _assert_bitwise_equal(checkpoint.read_newest(workdir), checkpoint.read_newest(reference))
     # The epoch metrics, even those of an epoch cut by a kill, match the uninterrupted run's.
     for killed, whole in zip(records.read_metrics(workdir), records.read_metrics(reference),
                              strict=True):
@@ -114,7 +105,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
     assert records.read_summary(workdir)['resumed_at_steps'] == [30]
     # The damaged save is set aside, and step 31 saved anew.
     assert (workdir / checkpoint.CHECKPOINT_DIR / '31.unreadable').exists()
-    _assert_bitwise_equal(_final_state(workdir)['params'], whole.params)
+    _assert_bitwise_equal(checkpoint.read_newest(workdir)['params'], whole.params)
 
 
 def test_a_workdir_holding_another_config_is_refused_by_key(make_config, tmp_path):

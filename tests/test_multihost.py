@@ -24,14 +24,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _params(workdir) -> dict:
-    manager = checkpoint.Checkpoints(workdir, every_steps=0, keep=1)
-    try:
-        return manager.read()['params']
-    finally:
-        manager.close()
-
-
 def test_two_processes_of_two_devices_match_one_process_of_four(make_config, tmp_path,
                                                                 data_dir):
     workdir = tmp_path / 'two_hosts'
@@ -59,7 +51,8 @@ def test_two_processes_of_two_devices_match_one_process_of_four(make_config, tmp
     assert len([f for f in os.listdir(workdir) if f.startswith('events.out')]) == 1
     # The same examples reach the same devices; only the cross-process all-reduce (gloo)
     # sums in another order, so parameters agree to float32 rounding, not bitwise.
-    for a, b in zip(jax.tree.leaves(_params(workdir)), jax.tree.leaves(_params(reference)),
+    for a, b in zip(jax.tree.leaves(checkpoint.read_newest(workdir)['params']),
+                    jax.tree.leaves(checkpoint.read_newest(reference)['params']),
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
     assert abs(two['final_train_loss'] - one['final_train_loss']) < 1e-5
