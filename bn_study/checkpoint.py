@@ -123,3 +123,13 @@ def read_newest(workdir) -> dict:
         return jax.tree.map(np.asarray, restored['state'])
     finally:
         manager.close()
+
+
+def saved_steps(workdir) -> list[int]:
+    """The steps of finished checkpoints in a workdir, oldest first, read from the folder
+    names alone (cheap: no orbax manager, nothing created). In-flight saves are temporary
+    folders with other names, and set-aside ones end in '.unreadable'."""
+    directory = epath.Path(workdir) / CHECKPOINT_DIR
+    if not directory.exists():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bn_study import choices
+from bn_study import choices, filelock
 
 # tf.data only feeds the host; keep TensorFlow off any accelerator that JAX is using.
 tf.config.set_visible_devices([], 'GPU')
@@ -70,6 +70,7 @@ class Layout:
 # Fixed stratified split: within each class, the first 400 rows in file order are `train`,
 # the last 100 are `test` (4,000 / 1,000).
 EMBEDDED_NAME = 'mnist_5k'
+PREPARE_LOCK_FILE = '.bn_study_prepare.lock'  # in the data_dir
 EMBEDDED_VERSION = '1.0.0'
 EMBEDDED_TEST_PER_CLASS = 100
 MNIST_ARCHIVES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
@@ -171,7 +172,13 @@ def _directory_builder(data_config: ml_collections.ConfigDict):
 
 
 def load_builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-    """Returns a prepared TFDS builder for config.data.name."""
+    """Returns a prepared TFDS builder for config.data.name. Preparing holds a lock in the
+    data_dir, so parallel workers of a sweep prepare a dataset once, one after another."""
+    with filelock.exclusive(data_config.data_dir, PREPARE_LOCK_FILE):
+        return _load_builder(data_config)
+
+
+def _load_builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     if data_config.name == EMBEDDED_NAME:
         return _embedded_builder(data_config.data_dir)
     if data_config.name in DATASETS:

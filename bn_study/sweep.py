@@ -1,37 +1,119 @@
-"""Sweeps: override dicts expanded from a config file, each run in its own sub-workdir."""
+"""Sweeps declared as data: override dicts from a config file's get_sweep(), expanded into
+named runs, checked as a whole before anything runs, and each run's state on disk.
+
+A study file reads like its design:
+
+    def get_sweep(arg=None):
+        return sweep.product({'model.bn_position': choices.BN_POSITIONS},
+                             sweep.zipped({'batch_size': (32, 128),
+                                           'optimizer.learning_rate': (0.0125, 0.05)}),
+                             {'seed': range(3)})
+"""
 
 import copy
+import dataclasses
+import difflib
 import itertools
 import json
 import os
-import time
-from typing import Callable
+import re
 
 import ml_collections
-from absl import logging
+from etils import epath
 
-from bn_study import choices, records
+from bn_study import checkpoint, choices, records
+
+# The longest run name: a directory name must stay under the filesystem's 255 bytes.
+MAX_NAME_LENGTH = 200
 
 
-def product(axes: dict) -> list[dict]:
-    """Every combination of the values of each key, later keys varying fastest."""
-    keys = list(axes)
-    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+def _as_overrides(part) -> list[dict]:
+    """A part of a product: {key: values} (every combination) or a list of override dicts."""
+    if isinstance(part, dict):
+        keys = list(part)
+        return [dict(zip(keys, values)) for values in itertools.product(
+            *(tuple(v) for v in part.values()))]
+    return [dict(o) for o in part]
+
+
+def product(*parts) -> list[dict]:
+    """Every combination across parts, later parts varying fastest. Each part is a dict of
+    key -> values (itself a product over its keys) or a list of override dicts (e.g. zipped)."""
+    combined = [{}]
+    for part in parts:
+        expanded = _as_overrides(part)
+        for overrides in expanded:
+            shared = sorted(set(overrides) & set(combined[0]))
+            if shared:
+                raise choices.ConfigError(f'sweep key {shared[0]!r} appears in two parts of '
+                                          'one product')
+        combined = [{**left, **right} for left in combined for right in expanded]
+    return combined
+
+
+def zipped(axes: dict) -> list[dict]:
+    """Values taken together, position by position: {'a': (1, 2), 'b': (3, 4)} gives
+    [{'a': 1, 'b': 3}, {'a': 2, 'b': 4}]. Every key needs as many values."""
+    columns = {key: tuple(values) for key, values in axes.items()}
+    lengths = {key: len(values) for key, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise choices.ConfigError(f'zipped sweep keys need equally many values; got {lengths}')
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def _name_part(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ','.join(_name_part(v) for v in value) or 'empty'
+    return re.sub(r'[^A-Za-z0-9.,_+-]', '_', str(value))
 
 
 def run_name(overrides: dict) -> str:
     """A readable, stable directory name: 'model.bn_position-after_act__seed-0'."""
-    return '__'.join(f'{k}-{v}' for k, v in overrides.items()).replace('/', '_')
+    if not overrides:
+        return 'base'
+    return '__'.join(f'{key}-{_name_part(value)}' for key, value in overrides.items())
+
+
+def _leaf_paths(config, prefix: str = '') -> list[str]:
+    paths = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            paths += _leaf_paths(value, f'{prefix}{key}.')
+        else:
+            paths.append(f'{prefix}{key}')
+    return paths
+
+
+def _nearest_keys(config, path: str) -> list[str]:
+    """Up to three valid dotted keys whose last part is spelled most like the path's: by
+    similarity, plus a bonus per leading character in common (typos tend to come late),
+    those under the same parent first among equals."""
+    parent, _, last = path.rpartition('.')
+    def score(candidate):
+        candidate_parent, _, candidate_last = candidate.rpartition('.')
+        prefix = len(os.path.commonprefix([last, candidate_last]))
+        return (difflib.SequenceMatcher(None, last, candidate_last).ratio() + 0.1 * prefix,
+                candidate_parent == parent)
+    ranked = sorted(_leaf_paths(config), key=score, reverse=True)
+    return [p for p in ranked[:3] if score(p)[0] >= 0.5]
+
+
+def nearest_names(name: str, names: list[str]) -> list[str]:
+    """Up to three of `names` spelled most like `name` (for an unknown --run)."""
+    return difflib.get_close_matches(name, names, n=3, cutoff=0.0)
 
 
 def unknown_key(config: ml_collections.ConfigDict, path: str) -> str | None:
-    """None if the dotted path exists in config, else which key is missing and the valid ones."""
+    """None if the dotted path exists in config, else which key is missing and the nearest
+    valid ones."""
     node, keys = config, path.split('.')
     for i, key in enumerate(keys):
         if not isinstance(node, ml_collections.ConfigDict) or key not in node:
             where = '.'.join(['config', *keys[:i]])
-            valid = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else '(none)'
-            return f'{where} has no key {key!r}; valid keys: {valid}'
+            nearest = _nearest_keys(config, path)
+            hint = f'nearest: {", ".join(nearest)}' if nearest else (
+                f'valid keys: {", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(none)"}')
+            return f'{where} has no key {key!r}; {hint}'
         node = node[key]
     return None
 
@@ -48,72 +130,86 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
         for key in parents:
             node = node[key]
         with node.unlocked():
-            node[last] = value
+            node[last] = tuple(value) if isinstance(value, (list, range)) else value
     return config
 
 
-def _check_matches_record(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Refuses a sweep dir whose complete run was made with another config: skipping it
-    would report old results as new ones."""
-    summary = records.read_summary(workdir)
-    if summary is None or summary['status'] not in records.FINISHED:
-        return  # nothing finished there; the run starts again from scratch
-    with open(os.path.join(workdir, records.CONFIG_FILE)) as f:
-        stored = json.load(f)
-    differing = sorted(_differing_keys(stored, json.loads(config.to_json())))
-    if differing:
-        raise choices.ConfigError(
-            f'{workdir} holds a finished run made with a different config '
-            f'(differs in: {", ".join(differing)}); use a new --sweep_dir or delete that run')
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    overrides: dict
+    config: ml_collections.ConfigDict
+    workdir: str
 
 
-def _differing_keys(a: dict, b: dict, prefix: str = '') -> list[str]:
-    keys = []
-    for key in a.keys() | b.keys():
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            keys += _differing_keys(x, y, f'{prefix}{key}.')
-        elif x != y:
-            keys.append(f'{prefix}{key}')
-    return keys
-
-
-def run_sweep(config: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: str,
-              train_fn: Callable) -> dict:
-    """Runs every override not yet complete, one after another; a failing run does not stop
-    the rest. Returns counts of runs done, skipped, diverged and failed."""
+def expand(base: ml_collections.ConfigDict, sweep: list[dict], sweep_dir: str) -> list[Run]:
+    """Named, validated runs; every problem is found here, before anything runs or is
+    written (unknown keys, bad values, an empty sweep, two runs on one workdir)."""
     if not sweep:
         raise choices.ConfigError('the sweep is empty: get_sweep returned no runs')
-    names = [run_name(o) for o in sweep]
-    if len(set(names)) != len(names):
-        raise choices.ConfigError('two runs of the sweep share a name; make overrides distinct')
-    # Build and check every run's config before starting any, so a typo costs nothing.
-    configs = [apply_overrides(config, o) for o in sweep]
-    for name, run_config in zip(names, configs):
-        choices.validate(run_config)
-        _check_matches_record(os.path.join(sweep_dir, name), run_config)
-    counts = {'ran': 0, 'skipped': 0, 'diverged': 0, 'failed': 0}
-    for index, (name, run_config) in enumerate(zip(names, configs), start=1):
-        workdir = os.path.join(sweep_dir, name)
-        summary = records.read_summary(workdir)
-        if summary is not None and summary['status'] in records.FINISHED:
-            counts['skipped'] += 1
-            logging.info('[%d/%d] %s: %s, skipped', index, len(names), name, summary['status'])
-            continue
-        start = time.perf_counter()
-        try:
-            train_fn(run_config, workdir)
-        except Exception as e:  # recorded in the run's summary; the sweep goes on
-            counts['failed'] += 1
-            logging.error('[%d/%d] %s: failed: %s', index, len(names), name, e)
-            continue
-        summary = records.read_summary(workdir)
-        if summary['status'] == records.DIVERGED:
-            counts['diverged'] += 1
-            logging.warning('[%d/%d] %s: diverged at step %d', index, len(names), name,
-                            summary['diverged_at_step'])
-            continue
-        counts['ran'] += 1
-        logging.info('[%d/%d] %s: test accuracy %.4f (%.0f s)', index, len(names), name,
-                     summary['final_test_accuracy'], time.perf_counter() - start)
-    return counts
+    runs, owners = [], {}
+    for overrides in sweep:
+        name = run_name(overrides)
+        if name in owners:
+            raise choices.ConfigError(
+                f'two runs would share the workdir {name!r}: {owners[name]} and {overrides}; '
+                'make the overrides distinct')
+        if len(name) > MAX_NAME_LENGTH:
+            raise choices.ConfigError(f'run name {name[:60]}... is {len(name)} characters; '
+                                      f'sweep fewer keys (at most {MAX_NAME_LENGTH})')
+        owners[name] = overrides
+        config = apply_overrides(base, overrides)
+        choices.validate(config)
+        runs.append(Run(name, dict(overrides), config, os.fspath(epath.Path(sweep_dir) / name)))
+    return runs
+
+
+def select(runs: list[Run], names: list[str]) -> list[Run]:
+    """The named runs of a sweep (a worker's share); an unknown name is a ConfigError."""
+    by_name = {run.name: run for run in runs}
+    for name in names:
+        if name not in by_name:
+            nearest = nearest_names(name, list(by_name))
+            raise choices.ConfigError(f'--run={name} is not a run of this sweep; nearest: '
+                                      f'{", ".join(nearest)}')
+    return [by_name[name] for name in names]
+
+
+def check_sweep_dir(runs: list[Run], sweep_dir: str) -> None:
+    """Refuses a sweep dir holding runs of the same names made with other configs: skipping
+    or resuming them would mix old results into the new sweep."""
+    conflicts = []
+    for run in runs:
+        saved = epath.Path(run.workdir) / records.CONFIG_FILE
+        if saved.exists():
+            differences = records.config_differences(json.loads(saved.read_text()), run.config)
+            if differences:
+                conflicts.append(f'{run.name} (differs in: {", ".join(differences)})')
+    if conflicts:
+        more = f' and {len(conflicts) - 1} more' if len(conflicts) > 1 else ''
+        raise choices.ConfigError(
+            f'{sweep_dir} holds runs made with a different config: {conflicts[0]}{more}; '
+            'use a new --sweep_dir or delete those runs')
+
+
+# What a sweep does with a run, decided from its workdir alone.
+START, RESUME, SKIP = 'start', 'resume', 'skip'
+
+
+def next_action(run: Run) -> tuple[str, str]:
+    """(START | RESUME | SKIP, why), from the run's summary and checkpoints."""
+    summary = records.read_summary(run.workdir)
+    status = summary['status'] if summary else None
+    if status == records.COMPLETE:
+        return SKIP, f'complete (test accuracy {summary["final_test_accuracy"]:.4f})'
+    if status == records.DIVERGED:
+        return SKIP, f'diverged at step {summary["diverged_at_step"]}'
+    steps = checkpoint.saved_steps(run.workdir)
+    after = f' after it failed ({summary["error"]})' if status == records.FAILED else ''
+    if steps:
+        return RESUME, f'checkpoint at step {steps[-1]}{after}'
+    if status == records.FAILED:
+        return START, f'again: it failed with no checkpoint ({summary["error"]})'
+    if (epath.Path(run.workdir) / records.CONFIG_FILE).exists():
+        return START, 'again: an earlier attempt stopped before its first checkpoint'
+    return START, 'new'

@@ -1,7 +1,17 @@
-"""Runs a config file's sweep and prints test accuracy per placement.
+"""Runs a config file's sweep (its get_sweep()) and prints test accuracy per placement.
 
-python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question
-A rerun skips runs already complete. --config.x=y overrides apply to every run.
+    python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question
+
+Rerunning the same command skips complete (and diverged) runs, resumes runs from their
+checkpoints and starts the rest; --dry_run says which and why, and writes nothing.
+--config.a=b overrides apply to every run. Where the runs execute (--launch):
+  local  --workers=N worker processes at once, each pinned to its share of the cores
+         (--cores_per_worker) and GPUs (--gpus_per_worker); --workers=0 runs them one after
+         another in this process.
+  tpu    each run in turn on every worker of a TPU VM, over gcloud ssh (--tpu_name,
+         --tpu_zone; a gs:// --sweep_dir; the repository checked out at --remote_repo there).
+  print  prints one command per run, for Slurm or any other scheduler, and runs nothing.
+Every worker runs this script with --run=NAME (the sweep reduced to that run).
 """
 
 import os
@@ -9,28 +19,144 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags  # noqa: E402
+import collections  # noqa: E402
+
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from bn_study import choices, cli, results, sweep, train  # noqa: E402
+from bn_study import choices, cli, launch, records, results, sweep, sweep_index  # noqa: E402
+
+LAUNCHERS = ('local', 'tpu', 'print')
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
                                           lock_config=True)
 _SWEEP_DIR = flags.DEFINE_string('sweep_dir', None, 'Directory holding one workdir per run.')
+_LAUNCH = flags.DEFINE_string('launch', 'local', f'Where runs execute: {" | ".join(LAUNCHERS)}.')
+_WORKERS = flags.DEFINE_integer(
+    'workers', 2, 'local: worker processes at once; 0 runs one run after another in this '
+    'process.')
+_CORES = flags.DEFINE_integer('cores_per_worker', 0,
+                              'local: CPU cores each worker is pinned to; 0: an equal share.')
+_GPUS = flags.DEFINE_integer('gpus_per_worker', 0,
+                             'local: GPUs each worker sees (CUDA_VISIBLE_DEVICES); 0: all.')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List what would run and why; write nothing.')
+_RUN = flags.DEFINE_list('run', [], 'Worker mode: train only these runs of the sweep.')
+_TPU_NAME = flags.DEFINE_string('tpu_name', '', 'tpu: the TPU VM.')
+_TPU_ZONE = flags.DEFINE_string('tpu_zone', '', "tpu: the TPU VM's zone.")
+_REMOTE_REPO = flags.DEFINE_string('remote_repo', 'bn_study',
+                                   'tpu: the checkout of this repository on the TPU VM.')
+_REMOTE_PYTHON = flags.DEFINE_string('remote_python', 'python3',
+                                     'tpu, print: the Python that runs the workers.')
 flags.mark_flags_as_required(['config', 'sweep_dir'])
+cli.define_multihost_flags()
 
 
-def main(argv):
+def _check_flags() -> None:
+    if _LAUNCH.value not in LAUNCHERS:
+        raise choices.ConfigError(f'--launch={_LAUNCH.value!r} is not valid; choose one of: '
+                                  f'{", ".join(LAUNCHERS)}')
+    for flag in (_WORKERS, _CORES, _GPUS):
+        if flag.value < 0:
+            raise choices.ConfigError(f'--{flag.name}={flag.value} must be 0 or more')
+    if _LAUNCH.value == 'tpu':
+        missing = [f'--{f.name}' for f in (_TPU_NAME, _TPU_ZONE) if not f.value]
+        if missing:
+            raise choices.ConfigError(f'--launch=tpu needs {" and ".join(missing)}')
+        launch.check_cloud_sweep_dir(_SWEEP_DIR.value)
+
+
+def _expand() -> list[sweep.Run]:
+    """Every run of the sweep, validated, and the sweep dir checked against them."""
     module, arg = cli.config_module(config_flags.get_config_filename(flags.FLAGS['config']))
     if not hasattr(module, 'get_sweep'):
         raise choices.ConfigError(f'{module.__file__} defines no get_sweep(); it is no study')
-    counts = sweep.run_sweep(_CONFIG.value, module.get_sweep(arg), _SWEEP_DIR.value,
-                             train.train_and_evaluate)
-    table = results.placement_table(results.load_runs(_SWEEP_DIR.value))
-    print(f'\nTest accuracy after the last epoch, per placement ({_SWEEP_DIR.value}):')
-    print(table.to_string(float_format=lambda v: f'{v:.4f}'))
-    print(f'\nruns: {counts["ran"]} ran, {counts["skipped"]} skipped, '
-          f'{counts["diverged"]} diverged, {counts["failed"]} failed')
+    runs = sweep.expand(_CONFIG.value, module.get_sweep(arg), _SWEEP_DIR.value)
+    sweep.check_sweep_dir(runs, _SWEEP_DIR.value)
+    return runs
+
+
+def _work(runs: list[sweep.Run]) -> None:
+    """Worker mode: trains the named runs (skipping any finished meanwhile); exit 1 if one
+    failed. On several hosts every process trains, and process 0 writes the records."""
+    import jax  # only now: multi-host start-up must precede it
+    from bn_study import train
+    writer = jax.process_index() == 0
+    if writer:
+        sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs)
+    failed = 0
+    for run in runs:
+        action, reason = sweep.next_action(run)
+        logging.info('%s: %s (%s)', run.name, action, reason)
+        if action == sweep.SKIP:
+            continue
+        try:
+            train.train_and_evaluate(run.config, run.workdir)
+        except Exception as e:  # training records its failures; not those before its record
+            logging.exception('%s failed: %s', run.name, e)
+            if writer and records.read_summary(run.workdir) is None:
+                launch.record_failure(run, f'{type(e).__name__}: {e}')
+            failed += 1
+        if writer:
+            sweep_index.update_index(_SWEEP_DIR.value)
+    if failed:
+        sys.exit(1)
+
+
+def _dry_run(plan) -> None:
+    sweep_index.check_same_base(_SWEEP_DIR.value, _CONFIG.value)
+    for run, action, reason in plan:
+        print(f'{action:6s} {run.name}: {reason}')
+    counts = collections.Counter(action for _, action, _ in plan)
+    print(f'\nwould {sweep.START} {counts[sweep.START]}, {sweep.RESUME} {counts[sweep.RESUME]}, '
+          f'{sweep.SKIP} {counts[sweep.SKIP]} of {len(plan)} runs; nothing was written')
+
+
+def _train_in_process(group: list[sweep.Run]) -> None:
+    from bn_study import train
+    for run in group:
+        train.train_and_evaluate(run.config, run.workdir)
+
+
+def main(argv):
+    del argv  # absl has consumed the flags; workers get the --config.* ones from sys.argv
+    _check_flags()
+    cli.initialize_multihost()  # a worker on a TPU VM: before any JAX call
+    runs = _expand()
+    if _RUN.value:
+        _work(sweep.select(runs, _RUN.value))
+        return
+    plan = [(run, *sweep.next_action(run)) for run in runs]
+    if _DRY_RUN.value:
+        _dry_run(plan)
+        return
+    groups = [[run] for run, action, _ in plan if action != sweep.SKIP]
+    invocation = launch.Invocation(
+        config_flags.get_config_filename(flags.FLAGS['config']),
+        launch.config_overrides(sys.argv), _SWEEP_DIR.value)
+    if _LAUNCH.value == 'print':
+        for command in launch.scheduler_commands(groups, invocation, _REMOTE_PYTHON.value):
+            print(command)
+        return
+    sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs)
+    sweep_index.update_index(_SWEEP_DIR.value)
+    for run, action, reason in plan:
+        logging.info('%s %s: %s', action, run.name, reason)
+    if _LAUNCH.value == 'tpu':
+        counts = launch.run_on_tpu(groups, invocation, _TPU_NAME.value, _TPU_ZONE.value,
+                                   _REMOTE_REPO.value, _REMOTE_PYTHON.value)
+    elif _WORKERS.value == 0:
+        counts = launch.run_in_process(groups, _SWEEP_DIR.value, _train_in_process)
+    else:
+        counts = launch.run_workers(groups, invocation, launch.WorkerShares(
+            _WORKERS.value, _CORES.value, _GPUS.value))
+    counts['skipped'] = len(runs) - len(groups)
+    sweep_index.update_index(_SWEEP_DIR.value)
+    if launch.is_local(_SWEEP_DIR.value):
+        table = results.placement_table(results.load_runs(_SWEEP_DIR.value))
+        print(f'\nTest accuracy after the last epoch, per placement ({_SWEEP_DIR.value}):')
+        print(table.to_string(float_format=lambda v: f'{v:.4f}'))
+    print(f'\nruns: {", ".join(f"{counts[k]} {k}" for k in launch.OUTCOMES)}; index: '
+          f'{os.path.join(_SWEEP_DIR.value, sweep_index.INDEX_FILE)}')
     if counts['failed']:
         sys.exit(1)
 

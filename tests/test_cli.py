@@ -1,12 +1,14 @@
 """The scripts as a user runs them: one-line errors for bad input, and a small study."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from bn_study import records
+from bn_study import records, sweep_index
 from tests.conftest import REPO
 
 
@@ -37,8 +39,7 @@ def _run(script, *args):
     ('--config.optimizer.name=lamb', 'choose one of: sgd, adam, adamw'),
     ('--config.batch_size=130', 'config.batch_size=130 does not split evenly over 4 devices'),
     ('--config.model.bn_positon=after_act',
-     "config.model has no key 'bn_positon'; valid keys: bn_on_output, bn_position, dtype, "
-     'mlp, name, resnet, simple_cnn, vgg (from --config.model.bn_positon=after_act)'),
+     "config.model has no key 'bn_positon'; nearest: model.bn_position"),
     ('--config.data.name=mnist', "dataset 'mnist' is not prepared"),
 ])
 def test_bad_input_gets_one_error_line_and_no_record(tmp_path, data_dir, override, message):
@@ -53,37 +54,66 @@ def test_bad_input_gets_one_error_line_and_no_record(tmp_path, data_dir, overrid
     assert not workdir.exists()
 
 
-STUDY = '''
+STUDY = """
 from configs import default
 def get_config(arg=None):
     config = default.get_config()
     config.num_epochs = 1
+    config.checkpoint.every_steps = 10
     return config
 def get_sweep(arg=None):
-    return [{'model.bn_position': p, 'seed': 0} for p in ('none', 'after_pool')]
-'''
+    return [{'model.bn_position': 'none'}, {'model.bn_position': 'after_pool'},
+            # fails at run time: not prepared, and no download allowed
+            {'model.bn_position': 'after_act', 'data.name': 'mnist', 'data.download': False}]
+"""
+FAILING = 'model.bn_position-after_act__data.name-mnist__data.download-False'
 
 
-def test_study_runs_each_placement_prints_a_table_and_skips_on_rerun(tmp_path, data_dir):
+def _statuses(sweep_dir):
+    return {name: (records.read_summary(str(sweep_dir / name)) or {}).get('status')
+            for name in ('model.bn_position-none', 'model.bn_position-after_pool', FAILING)}
+
+
+def test_a_killed_parallel_sweep_reruns_only_its_missing_runs(tmp_path, data_dir):
+    """Two workers; killed once a run completes; the rerun (in this process) skips what
+    finished, resumes or starts the rest, and a failing run stops nothing."""
     config_file = tmp_path / 'study.py'
     config_file.write_text(STUDY)
-    args = [f'--config={config_file}', f'--sweep_dir={tmp_path / "sweep"}',
+    sweep_dir = tmp_path / 'sweep'
+    args = [f'--config={config_file}', f'--sweep_dir={sweep_dir}',
             f'--config.data.data_dir={data_dir}']
-    first = _run('sweep.py', *args)
-    assert first.returncode == 0, first.stderr[-3000:]
-    table = first.stdout.split('per placement')[1]
+    dry = _run('sweep.py', *args, '--dry_run')
+    assert 'start  model.bn_position-none: new' in dry.stdout, dry.stderr[-2000:]
+    assert 'would start 3, resume 0, skip 0 of 3 runs' in dry.stdout
+    assert not sweep_dir.exists()
+
+    sweep = subprocess.Popen([sys.executable, os.path.join(REPO, 'scripts', 'sweep.py'), *args,
+                              '--workers=2', '--cores_per_worker=1'], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.time() + 300
+    while records.COMPLETE not in _statuses(sweep_dir).values() and time.time() < deadline:
+        assert sweep.poll() is None, 'the sweep ended before any run completed'
+        time.sleep(0.5)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its workers, mid-run
+    sweep.wait()
+    before = _statuses(sweep_dir)
+    complete = [name for name, status in before.items() if status == records.COMPLETE]
+    assert len(complete) == 1, before
+    index = sweep_index.read_index(sweep_dir)
+    assert len(index) == 3 and {r['status'] for r in index} <= {
+        'pending', 'interrupted', 'complete', 'failed'}
+
+    rerun = _run('sweep.py', *args, '--workers=0')
+    assert rerun.returncode == 1  # the failing run
+    assert 'runs: 1 ran, 1 skipped, 0 diverged, 1 failed' in rerun.stdout, rerun.stderr[-3000:]
+    table = rerun.stdout.split('per placement')[1]
     assert 'none' in table and 'after_pool' in table
-    assert 'runs: 2 ran, 0 skipped, 0 diverged, 0 failed' in first.stdout
-    for name in ('model.bn_position-none__seed-0', 'model.bn_position-after_pool__seed-0'):
-        summary = records.read_summary(str(tmp_path / 'sweep' / name))
-        assert summary['status'] == records.COMPLETE and summary['final_test_accuracy'] > 0.8
-
-    again = _run('sweep.py', *args)
-    assert 'runs: 0 ran, 2 skipped, 0 diverged, 0 failed' in again.stdout, again.stderr[-3000:]
-
-    changed = _run('sweep.py', *args, '--config.num_epochs=2')  # old results must not pass
-    assert changed.returncode != 0
-    assert 'made with a different config (differs in: num_epochs)' in changed.stderr
+    rows = {r['run']: r for r in sweep_index.read_index(sweep_dir)}
+    assert [rows[n]['status'] for n in _statuses(sweep_dir)] == ['complete', 'complete', 'failed']
+    assert "dataset 'mnist' is not prepared" in rows[FAILING]['error']
+    for name in complete:  # untouched by the rerun
+        assert records.read_summary(str(sweep_dir / name))['resumed_at_steps'] == []
 
 
 def test_unknown_sweep_key_fails_before_any_run(tmp_path, data_dir):
@@ -92,5 +122,6 @@ def test_unknown_sweep_key_fails_before_any_run(tmp_path, data_dir):
     result = _run('sweep.py', f'--config={config_file}', f'--sweep_dir={tmp_path / "sweep"}')
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert "sweep key 'model.bn_place': config.model has no key 'bn_place'" in last
+    assert ("error: sweep key 'model.bn_place': config.model has no key 'bn_place'; nearest: "
+            'model.bn_position') in last
     assert not (tmp_path / 'sweep').exists()

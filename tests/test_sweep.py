@@ -1,0 +1,229 @@
+"""Sweeps as data: declaration, names, the checks before anything runs, what a rerun does
+with each run, the index under concurrent writers, and the launchers' exact commands."""
+
+import csv
+import json
+import multiprocessing
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from bn_study import choices, launch, records, results, sweep, sweep_index
+from configs import default
+
+
+def test_product_and_zip_read_like_the_design():
+    grid = sweep.product({'model.bn_position': ('none', 'after_act')},
+                         sweep.zipped({'batch_size': (32, 128),
+                                       'optimizer.learning_rate': (0.0125, 0.05)}),
+                         {'seed': range(2)})
+    assert len(grid) == 2 * 2 * 2
+    assert grid[0] == {'model.bn_position': 'none', 'batch_size': 32,
+                       'optimizer.learning_rate': 0.0125, 'seed': 0}
+    assert grid[-1] == {'model.bn_position': 'after_act', 'batch_size': 128,
+                        'optimizer.learning_rate': 0.05, 'seed': 1}
+    assert [sweep.run_name(o) for o in grid[:2]] == [
+        'model.bn_position-none__batch_size-32__optimizer.learning_rate-0.0125__seed-0',
+        'model.bn_position-none__batch_size-32__optimizer.learning_rate-0.0125__seed-1']
+    with pytest.raises(choices.ConfigError, match='need equally many values'):
+        sweep.zipped({'a': (1, 2), 'b': (1,)})
+    with pytest.raises(choices.ConfigError, match="'seed' appears in two parts"):
+        sweep.product({'seed': (0, 1)}, {'seed': (2,)})
+
+
+def test_run_names_are_readable_and_safe_as_directories():
+    assert sweep.run_name({}) == 'base'
+    assert sweep.run_name({'eval.stats': ('ema', 'precise'), 'data.name': 'a/b c'}) == (
+        'eval.stats-ema,precise__data.name-a_b_c')
+
+
+def test_expand_builds_each_config_and_workdir(tmp_path):
+    runs = sweep.expand(default.get_config(), [{'model.bn_position': 'after_act', 'seed': 3},
+                                              {'eval.stats': ['ema', 'batch']}], str(tmp_path))
+    assert runs[0].config.model.bn_position == 'after_act' and runs[0].config.seed == 3
+    assert runs[1].config.eval.stats == ('ema', 'batch')  # lists become the config's tuples
+    assert runs[0].workdir == str(tmp_path / 'model.bn_position-after_act__seed-3')
+    assert sweep.select(runs, [runs[1].name]) == [runs[1]]
+    with pytest.raises(choices.ConfigError, match='not a run of this sweep; nearest: '
+                                                  'model.bn_position-after_act__seed-3'):
+        sweep.select(runs, ['model.bn_position-after_act__seed-4'])
+
+
+@pytest.mark.parametrize('grid, message', [
+    ([], 'the sweep is empty'),
+    ([{'model.bn_place': 'none'}],
+     "sweep key 'model.bn_place': config.model has no key 'bn_place'; nearest: "
+     'model.bn_position'),
+    ([{'learning_rate': 0.1}], "config has no key 'learning_rate'; nearest: "
+                               'optimizer.learning_rate'),
+    ([{'seed': 1}, {'seed': '1'}], "two runs would share the workdir 'seed-1'"),
+    ([{'model.bn_position': 'after_relu'}], "'after_relu' is not valid for model simple_cnn"),
+])
+def test_bad_sweeps_fail_before_anything_is_written(tmp_path, grid, message):
+    with pytest.raises(choices.ConfigError, match=message):
+        sweep.expand(default.get_config(), grid, str(tmp_path / 'sweep'))
+    assert not (tmp_path / 'sweep').exists()
+
+
+def test_a_sweep_dir_with_conflicting_runs_is_refused(tmp_path):
+    base = default.get_config()
+    runs = sweep.expand(base, [{'seed': s} for s in range(3)], str(tmp_path))
+    for run in runs[:2]:  # another sweep's runs of the same names, with 3 epochs
+        os.makedirs(run.workdir)
+        other = sweep.apply_overrides(run.config, {'num_epochs': 3})
+        (tmp_path / run.name / records.CONFIG_FILE).write_text(other.to_json())
+    with pytest.raises(choices.ConfigError, match=r'seed-0 \(differs in: num_epochs\) and 1 '
+                                                  'more; use a new --sweep_dir'):
+        sweep.check_sweep_dir(runs, str(tmp_path))
+    sweep_index.record_sweep(str(tmp_path), base, runs)
+    with pytest.raises(choices.ConfigError, match=r'another sweep \(its base config differs '
+                                                  r'in: batch_size\)'):
+        sweep_index.record_sweep(str(tmp_path), sweep.apply_overrides(base, {'batch_size': 64}),
+                                 runs)
+
+
+def _finish(run, **summary):
+    record = records.RunRecord(run.workdir)
+    record.start(run.config, resume_step=None)
+    record.finish(summary)
+
+
+def test_next_action_says_what_a_rerun_does_and_why(tmp_path):
+    runs = sweep.expand(default.get_config(), [{'seed': s} for s in range(6)], str(tmp_path))
+    _finish(runs[0], status=records.COMPLETE, final_test_accuracy=0.97)
+    _finish(runs[1], status=records.DIVERGED, diverged_at_step=12)
+    _finish(runs[2], status=records.FAILED, error='OSError: disk full')
+    _finish(runs[3], status=records.FAILED, error='OSError: disk full')
+    os.makedirs(os.path.join(runs[3].workdir, 'checkpoints', '500'))
+    records.RunRecord(runs[4].workdir).start(runs[4].config, resume_step=None)  # killed early
+    assert [sweep.next_action(run) for run in runs] == [
+        (sweep.SKIP, 'complete (test accuracy 0.9700)'),
+        (sweep.SKIP, 'diverged at step 12'),
+        (sweep.START, 'again: it failed with no checkpoint (OSError: disk full)'),
+        (sweep.RESUME, 'checkpoint at step 500 after it failed (OSError: disk full)'),
+        (sweep.START, 'again: an earlier attempt stopped before its first checkpoint'),
+        (sweep.START, 'new')]
+
+
+def _add_and_finish(sweep_dir: str, runs: list, rounds: int) -> None:
+    """A worker: adds its runs to the manifest one by one, finishes each, and rewrites the
+    index after each (the manifest is read-modify-write: unlocked, additions get lost)."""
+    for run in runs:
+        sweep_index.record_sweep(sweep_dir, default.get_config(), [run])
+        os.makedirs(run.workdir, exist_ok=True)
+        records.RunRecord(run.workdir).finish({'status': records.COMPLETE,
+                                               'final_test_accuracy': 0.5})
+        for _ in range(rounds):
+            sweep_index.update_index(sweep_dir)
+
+
+@pytest.mark.filterwarnings('ignore:os.fork')
+def test_the_manifest_and_index_stay_whole_under_concurrent_writers(tmp_path):
+    sweep_dir = str(tmp_path)
+    runs = sweep.expand(default.get_config(), [{'seed': s} for s in range(16)], sweep_dir)
+    sweep_index.record_sweep(sweep_dir, default.get_config(), [])
+    sweep_index.update_index(sweep_dir)
+    # fork: the writers only touch files, and spawn would re-import JAX in each (20 s).
+    context = multiprocessing.get_context('fork')
+    writers = [context.Process(target=_add_and_finish, args=(sweep_dir, runs[i::4], 3))
+               for i in range(4)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(w.is_alive() for w in writers) or reads < 3:
+        rows = sweep_index.read_index(sweep_dir)  # a reader never sees a partial table
+        assert {r['run'] for r in rows} <= {r.name for r in runs}
+        assert {r['status'] for r in rows} <= {sweep_index.PENDING, records.COMPLETE}
+        reads += 1
+    assert all(w.join() or w.exitcode == 0 for w in writers)
+    assert sorted(sweep_index.read_manifest(sweep_dir)['runs']) == sorted(r.name for r in runs)
+    rows = sweep_index.read_index(sweep_dir)  # the last writer saw every record
+    assert [r['status'] for r in rows] == [records.COMPLETE] * 16
+    assert not [p for p in os.listdir(sweep_dir) if p.endswith('.tmp')]
+
+
+def test_in_process_runs_count_diverged_apart_and_record_early_failures(tmp_path):
+    grid = [{'optimizer.learning_rate': lr} for lr in (0.1, 10.0, 0.2)]
+    runs = sweep.expand(default.get_config(), grid, str(tmp_path))
+    sweep_index.record_sweep(str(tmp_path), default.get_config(), runs)
+
+    def fake_train(group):
+        for run in group:
+            lr = run.config.optimizer.learning_rate
+            if lr == 0.2:
+                raise choices.ConfigError('dataset not prepared')  # before any record
+            _finish(run, **({'status': records.DIVERGED, 'diverged_at_step': 3} if lr > 1
+                            else {'status': records.COMPLETE, 'final_test_accuracy': 0.9}))
+    counts = launch.run_in_process([[run] for run in runs], str(tmp_path), fake_train)
+    assert dict(counts) == {'ran': 1, 'diverged': 1, 'failed': 1}
+    assert records.read_summary(runs[2].workdir)['error'] == 'ConfigError: dataset not prepared'
+    rows = {r['run']: r for r in sweep_index.read_index(str(tmp_path))}
+    assert [rows[r.name]['status'] for r in runs] == ['complete', 'diverged', 'failed']
+    assert rows[runs[1].name]['optimizer.learning_rate'] == '10.0'
+    table = results.placement_table(results.load_runs(str(tmp_path)))
+    assert table.loc[10.0, ['seeds', 'diverged', 'not_complete']].tolist() == [0, 1, 1]
+    assert np.isnan(table.loc[10.0, 'mean']) and table.loc[0.1, 'mean'] == 0.9
+
+
+def test_worker_shares_split_cores_and_gpus():
+    shares = launch.WorkerShares(workers=2, cores=1, gpus=2)
+    available = sorted(os.sched_getaffinity(0))
+    assert shares.cores_of(1) == [available[1 % len(available)]]
+    assert shares.env_of(1)['CUDA_VISIBLE_DEVICES'] == '2,3'
+    assert launch.WorkerShares(2).env_of(0).get('CUDA_VISIBLE_DEVICES') == os.environ.get(
+        'CUDA_VISIBLE_DEVICES')  # 0 GPUs per worker: left as it is
+
+
+INVOCATION = launch.Invocation('configs/seed_question.py:cpu', ('--config.num_epochs=2',),
+                               'gs://bucket/seed question')
+
+
+def test_tpu_launcher_runs_each_run_on_every_worker_of_the_tpu_vm():
+    command = launch.tpu_command(INVOCATION, ['seed-0'], 'my-v4-32', 'us-central2-b',
+                                 '~/bn_study', 'python3')
+    assert command == [
+        'gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'my-v4-32', '--zone', 'us-central2-b',
+        '--worker=all', '--command',
+        "cd '~/bn_study' && python3 scripts/sweep.py --config=configs/seed_question.py:cpu "
+        "'--sweep_dir=gs://bucket/seed question' --run=seed-0 --multihost_auto "
+        '--config.num_epochs=2']
+    with pytest.raises(choices.ConfigError, match='is not a gs:// bucket'):
+        launch.check_cloud_sweep_dir('/tmp/sweep')
+    with pytest.raises(choices.ConfigError, match='outside the repository'):
+        launch.remote_config_spec('/tmp/study.py')
+
+
+def test_tpu_launcher_goes_on_after_a_failed_run(tmp_path, monkeypatch):
+    """run_on_tpu with gcloud replaced: each run's command, in order, and a run whose
+    gcloud call failed (no summary) counted as failed."""
+    runs = sweep.expand(default.get_config(), [{'seed': 0}, {'seed': 1}], str(tmp_path))
+    sweep_index.record_sweep(str(tmp_path), default.get_config(), runs)
+    invocation = launch.Invocation('configs/default.py', (), str(tmp_path))
+    called = []
+
+    def fake_gcloud(command, check):
+        called.append(command)
+        if '--run=seed-0' in command[-1]:
+            _finish(runs[0], status=records.COMPLETE, final_test_accuracy=0.9)
+            return subprocess.CompletedProcess(command, 0)
+        return subprocess.CompletedProcess(command, 255)  # ssh failed, nothing written
+    monkeypatch.setattr(launch.subprocess, 'run', fake_gcloud)
+    counts = launch.run_on_tpu([[r] for r in runs], invocation, 'tpu', 'zone', 'repo', 'py')
+    assert dict(counts) == {'ran': 1, 'failed': 1}
+    assert called == [launch.tpu_command(invocation, [r.name], 'tpu', 'zone', 'repo', 'py')
+                      for r in runs]
+
+
+def test_print_mode_gives_one_command_per_run():
+    groups = [[sweep.Run('seed-0', {}, None, '')], [sweep.Run('seed-1', {}, None, '')]]
+    assert launch.scheduler_commands(groups, INVOCATION, 'python') == [
+        f"python scripts/sweep.py --config=configs/seed_question.py:cpu '--sweep_dir=gs://bucket"
+        f"/seed question' --run=seed-{i} --config.num_epochs=2" for i in range(2)]
+
+
+def test_config_overrides_pass_to_workers():
+    argv = ['sweep.py', '--config=x.py', '--config.seed', '3', '--config.num_epochs=2',
+            '--workers=2']
+    assert launch.config_overrides(argv) == ('--config.seed=3', '--config.num_epochs=2')
