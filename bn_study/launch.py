@@ -34,10 +34,12 @@ class Invocation:
     config_spec: str  # 'configs/x.py:arg'
     config_overrides: tuple[str, ...]  # '--config.a=b' flags given to the sweep
     sweep_dir: str
+    worker_flags: tuple[str, ...] = ()  # e.g. --vmap_seeds=3
 
     def worker_args(self, names: list[str], *extra: str) -> list[str]:
         return [SCRIPT, f'--config={self.config_spec}', f'--sweep_dir={self.sweep_dir}',
-                f'--run={",".join(names)}', *extra, *self.config_overrides]
+                f'--run={",".join(names)}', *self.worker_flags, *extra,
+                *self.config_overrides]
 
 
 def config_overrides(argv: list[str]) -> tuple[str, ...]:

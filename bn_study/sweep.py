@@ -213,3 +213,20 @@ def next_action(run: Run) -> tuple[str, str]:
     if (epath.Path(run.workdir) / records.CONFIG_FILE).exists():
         return START, 'again: an earlier attempt stopped before its first checkpoint'
     return START, 'new'
+
+
+def seed_groups(runs: list[Run], size: int) -> list[list[Run]]:
+    """Runs that differ only in `seed`, in groups of at most `size` (in sweep order), to be
+    trained as one vmapped program; size 0 or 1 leaves every run alone."""
+    if size <= 1:
+        return [[run] for run in runs]
+    groups, open_groups = [], {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run.overrides.items() if k != 'seed'},
+                         sort_keys=True, default=list)
+        group = open_groups.get(key)
+        if group is None or len(group) == size:
+            group = open_groups[key] = []
+            groups.append(group)
+        group.append(run)
+    return groups

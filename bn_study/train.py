@@ -1,5 +1,6 @@
 """TrainState, the pure pmapped train step, and train_and_evaluate(config, workdir)."""
 
+import dataclasses
 import time
 from typing import Any
 
@@ -52,7 +53,9 @@ def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
 
 def create_train_state(model, rng, image_shape, make_tx) -> TrainState:
     """Initialises parameters and batch statistics; `make_tx(params)` builds the optimizer."""
-    variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    # Jitted: one compile instead of one per op (about 2 s less per run here; the same values).
+    variables = jax.jit(model.init, static_argnames='train')(
+        rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables['params']
     batch_stats = variables['batch_stats'] if 'batch_stats' in variables else {}
     return TrainState.create(apply_fn=model.apply, params=params, tx=make_tx(params),
@@ -123,6 +126,10 @@ class EpochMetrics:
     def fetch(self) -> int | None:
         """Moves pending metrics to the host; returns the first non-finite step, if any."""
         fetched, self.pending = first_replica(self.pending), []
+        return self.extend(fetched)
+
+    def extend(self, fetched: list[dict]) -> int | None:
+        """Appends steps' metrics from the host; returns the first non-finite step, if any."""
         for metrics in fetched:
             if not metrics['finite']:
                 return self.first_step + len(self.losses)
@@ -146,7 +153,7 @@ class EpochMetrics:
                 'epoch_accuracies': [float(x) for x in self.accuracies]}
 
 
-def _diverged_summary(history, epoch_metrics: EpochMetrics, bad_step: int,
+def diverged_summary(history, epoch_metrics: EpochMetrics, bad_step: int,
                       wall_time_s: float) -> dict:
     """The record of a run stopped by a NaN or inf: where, and the last finite metrics.
 
@@ -168,15 +175,28 @@ FRESH_PROGRESS = {'epoch_losses': [], 'epoch_accuracies': [], 'resumed_at_steps'
                   'wall_time_s': 0.0}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState:
-    """Trains, evaluates every epoch, checkpoints, and writes the run's record; returns the
-    final state. A workdir holding a checkpoint of the same config resumes from it."""
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run needs before its state: devices, data and model, checked and loaded."""
+    devices: list
+    local_devices: list
+    layout: data.Layout
+    builder: Any
+    info: data.DatasetInfo
+    shards: data.TrainShards
+    steps_per_epoch: int
+    total_steps: int
+    model: Any
+    schedule: Any
+
+
+def prepare(config: ml_collections.ConfigDict, workdir) -> Setup:
+    """Checks everything that can be checked before a record exists, then loads the data."""
     choices.validate(config)
     devices, local_devices = select_devices(config)
     layout = data.Layout(jax.process_index(), jax.process_count(), len(local_devices))
-    num_devices = len(devices)
-    per_device_batch = choices.check_batch_split(config.batch_size, num_devices)
-    choices.check_batch_split(config.eval.batch_size, num_devices, 'eval.batch_size')
+    per_device_batch = choices.check_batch_split(config.batch_size, len(devices))
+    choices.check_batch_split(config.eval.batch_size, len(devices), 'eval.batch_size')
     choices.check_ghost_batch(config.norm, per_device_batch)
     data.check_sharding(config.data.train_shards, config.batch_size, layout.process_count)
     records.check_resumable(workdir, config)  # before a dataset download could start
@@ -191,12 +211,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
     total_steps = steps_per_epoch * config.num_epochs
     model = models.build_model(config.model, config.norm, info.num_classes)
     _check_model_builds(model, info.image_shape)
-
     schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
                                    steps_per_epoch, total_steps)
-    state = create_train_state(
-        model, jax.random.PRNGKey(config.seed), info.image_shape,
-        lambda params: optim.make_optimizer(config.optimizer, schedule, params))
+    return Setup(devices, local_devices, layout, builder, info, shards, steps_per_epoch,
+                 total_steps, model, schedule)
+
+
+def initial_state(config: ml_collections.ConfigDict, setup: Setup) -> TrainState:
+    return create_train_state(
+        setup.model, jax.random.PRNGKey(config.seed), setup.info.image_shape,
+        lambda params: optim.make_optimizer(config.optimizer, setup.schedule, params))
+
+
+def complete_summary(config, setup: Setup, history: list[dict], num_params: int,
+                     wall_time_s: float, resumed_at: list[int]) -> dict:
+    """The summary of a run that finished every step."""
+    return {
+        'status': records.COMPLETE, **_final_summary(config, history),
+        'epochs': config.num_epochs, 'steps': setup.total_steps, 'num_params': int(num_params),
+        'wall_time_s': wall_time_s, 'resumed_at_steps': resumed_at,
+        'normalization': norms.describe(config, models.has_norm_layers(config.model),
+                                        len(setup.devices)),
+        'environment': records.environment(),
+    }
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState:
+    """Trains, evaluates every epoch, checkpoints, and writes the run's record; returns the
+    final state. A workdir holding a checkpoint of the same config resumes from it."""
+    setup = prepare(config, workdir)
+    devices, local_devices, layout = setup.devices, setup.local_devices, setup.layout
+    builder, info, shards = setup.builder, setup.info, setup.shards
+    steps_per_epoch, total_steps, schedule = (setup.steps_per_epoch, setup.total_steps,
+                                              setup.schedule)
+    state = initial_state(config, setup)
     checkpoints = checkpoint.Checkpoints(workdir, config.checkpoint.every_steps,
                                          config.checkpoint.keep)
     restored = checkpoints.restore_latest(state)
@@ -246,7 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
                 bad_step = epoch_metrics.fetch()
                 if bad_step is not None:
                     checkpoints.wait()
-                    record.finish(_diverged_summary(
+                    record.finish(diverged_summary(
                         history, epoch_metrics, bad_step,
                         earlier_time_s + time.perf_counter() - start))
                     logging.warning('diverged at step %d', bad_step)
@@ -267,15 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
                     **epoch_metrics.to_json(), 'resumed_at_steps': resumed_at,
                     'wall_time_s': earlier_time_s + time.perf_counter() - start})
         checkpoints.wait()
-        record.finish({
-            'status': records.COMPLETE, **_final_summary(config, history),
-            'epochs': config.num_epochs, 'steps': total_steps, 'num_params': int(num_params),
-            'wall_time_s': earlier_time_s + time.perf_counter() - start,
-            'resumed_at_steps': resumed_at,
-            'normalization': norms.describe(config, models.has_norm_layers(config.model),
-                                            num_devices),
-            'environment': records.environment(),
-        })
+        record.finish(complete_summary(config, setup, history, num_params,
+                                       earlier_time_s + time.perf_counter() - start, resumed_at))
     except BaseException as e:
         checkpoints.wait()  # a checkpoint in flight is completed, not left half-written
         record.finish({'status': records.FAILED, 'error': f'{type(e).__name__}: {e}',

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import collections  # noqa: E402
 
+import jax  # noqa: E402
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -40,6 +41,9 @@ _CORES = flags.DEFINE_integer('cores_per_worker', 0,
 _GPUS = flags.DEFINE_integer('gpus_per_worker', 0,
                              'local: GPUs each worker sees (CUDA_VISIBLE_DEVICES); 0: all.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List what would run and why; write nothing.')
+_VMAP_SEEDS = flags.DEFINE_integer(
+    'vmap_seeds', 0, 'Train up to this many runs that differ only in seed as one vmapped '
+    'program (new runs only; resumed runs train alone); 0: every run alone.')
 _RUN = flags.DEFINE_list('run', [], 'Worker mode: train only these runs of the sweep.')
 _TPU_NAME = flags.DEFINE_string('tpu_name', '', 'tpu: the TPU VM.')
 _TPU_ZONE = flags.DEFINE_string('tpu_zone', '', "tpu: the TPU VM's zone.")
@@ -55,7 +59,7 @@ def _check_flags() -> None:
     if _LAUNCH.value not in LAUNCHERS:
         raise choices.ConfigError(f'--launch={_LAUNCH.value!r} is not valid; choose one of: '
                                   f'{", ".join(LAUNCHERS)}')
-    for flag in (_WORKERS, _CORES, _GPUS):
+    for flag in (_WORKERS, _CORES, _GPUS, _VMAP_SEEDS):
         if flag.value < 0:
             raise choices.ConfigError(f'--{flag.name}={flag.value} must be 0 or more')
     if _LAUNCH.value == 'tpu':
@@ -78,24 +82,26 @@ def _expand() -> list[sweep.Run]:
 def _work(runs: list[sweep.Run]) -> None:
     """Worker mode: trains the named runs (skipping any finished meanwhile); exit 1 if one
     failed. On several hosts every process trains, and process 0 writes the records."""
-    import jax  # only now: multi-host start-up must precede it
-    from bn_study import train
+    from bn_study import vmap_seeds  # TensorFlow and the models: only where runs train
     writer = jax.process_index() == 0
     if writer:
         sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs)
-    failed = 0
+    todo = []
     for run in runs:
         action, reason = sweep.next_action(run)
         logging.info('%s: %s (%s)', run.name, action, reason)
-        if action == sweep.SKIP:
-            continue
+        if action != sweep.SKIP:
+            todo.append((run, action))
+    failed = 0
+    for group in _groups(todo):
         try:
-            train.train_and_evaluate(run.config, run.workdir)
+            vmap_seeds.train_group(group)
         except Exception as e:  # training records its failures; not those before its record
-            logging.exception('%s failed: %s', run.name, e)
-            if writer and records.read_summary(run.workdir) is None:
-                launch.record_failure(run, f'{type(e).__name__}: {e}')
+            logging.exception('%s failed: %s', group[0].name, e)
             failed += 1
+            for run in group:
+                if writer and records.read_summary(run.workdir) is None:
+                    launch.record_failure(run, f'{type(e).__name__}: {e}')
         if writer:
             sweep_index.update_index(_SWEEP_DIR.value)
     if failed:
@@ -111,10 +117,17 @@ def _dry_run(plan) -> None:
           f'{sweep.SKIP} {counts[sweep.SKIP]} of {len(plan)} runs; nothing was written')
 
 
+def _groups(plan) -> list[list[sweep.Run]]:
+    """What to train, as groups: new runs differing only in seed vmapped together (with
+    --vmap_seeds), every other run alone."""
+    new = [run for run, action, *_ in plan if action == sweep.START]
+    other = [[run] for run, action, *_ in plan if action == sweep.RESUME]
+    return sweep.seed_groups(new, _VMAP_SEEDS.value) + other
+
+
 def _train_in_process(group: list[sweep.Run]) -> None:
-    from bn_study import train
-    for run in group:
-        train.train_and_evaluate(run.config, run.workdir)
+    from bn_study import vmap_seeds  # TensorFlow and the models: only where runs train
+    vmap_seeds.train_group(group)
 
 
 def main(argv):
@@ -129,10 +142,11 @@ def main(argv):
     if _DRY_RUN.value:
         _dry_run(plan)
         return
-    groups = [[run] for run, action, _ in plan if action != sweep.SKIP]
+    groups = _groups(plan)
     invocation = launch.Invocation(
         config_flags.get_config_filename(flags.FLAGS['config']),
-        launch.config_overrides(sys.argv), _SWEEP_DIR.value)
+        launch.config_overrides(sys.argv), _SWEEP_DIR.value,
+        (f'--vmap_seeds={_VMAP_SEEDS.value}',) if _VMAP_SEEDS.value > 1 else ())
     if _LAUNCH.value == 'print':
         for command in launch.scheduler_commands(groups, invocation, _REMOTE_PYTHON.value):
             print(command)
@@ -149,7 +163,7 @@ def main(argv):
     else:
         counts = launch.run_workers(groups, invocation, launch.WorkerShares(
             _WORKERS.value, _CORES.value, _GPUS.value))
-    counts['skipped'] = len(runs) - len(groups)
+    counts['skipped'] = len(runs) - sum(len(group) for group in groups)
     sweep_index.update_index(_SWEEP_DIR.value)
     if launch.is_local(_SWEEP_DIR.value):
         table = results.placement_table(results.load_runs(_SWEEP_DIR.value))

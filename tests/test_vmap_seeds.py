@@ -1,0 +1,74 @@
+"""Seeds vmapped in one program equal the same runs trained alone."""
+
+import jax
+import numpy as np
+import pytest
+from flax import jax_utils
+
+from bn_study import choices, data, records, sweep, train, vmap_seeds
+
+
+def _small(make_config, seed):
+    return make_config(seed=seed, num_epochs=1, num_devices=1,
+                       model__simple_cnn__conv_features=(8, 16),
+                       model__simple_cnn__hidden_features=32,
+                       eval__stats=('ema', 'precise', 'batch'), diagnostics__every_steps=10)
+
+
+def test_the_vmapped_step_equals_each_members_own_step(make_config, tmp_path):
+    configs = [_small(make_config, seed) for seed in (0, 1)]
+    setup = train.prepare(configs[0], tmp_path)
+    augment = data.augmentation(configs[0].data, setup.info)
+    batches = [list(data.train_batches(setup.shards, setup.info, augment, 4, 128, setup.layout,
+                                       c.seed, 0, 3)) for c in configs]
+    states = [train.initial_state(c, setup) for c in configs]
+    pmap = lambda fn: jax.pmap(fn, axis_name=train.BATCH_AXIS, devices=setup.devices)
+    solo_step, vmapped_step = pmap(train.train_step), pmap(jax.vmap(train.train_step))
+    alone = [jax_utils.replicate(s, setup.local_devices) for s in states]
+    together = jax_utils.replicate(vmap_seeds.stack(states), setup.local_devices)
+    for step in range(3):
+        alone = [solo_step(s, b[step])[0] for s, b in zip(alone, batches)]
+        together, _ = vmapped_step(together, jax.tree.map(lambda *xs: np.stack(xs, axis=1),
+                                                          *(b[step] for b in batches)))
+    for k, solo in enumerate(alone):  # three steps: only rounding apart
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     train.first_replica(solo.params),
+                     jax.tree.map(lambda x: x[k], train.first_replica(together.params)))
+
+
+def test_a_vmapped_seed_writes_the_record_of_its_run_alone(tmp_path, make_config):
+    configs = [_small(make_config, seed) for seed in (0, 1)]
+    solo = train.train_and_evaluate(configs[1], tmp_path / 'alone')
+    together = vmap_seeds.train_seeds(configs, [tmp_path / f'vmapped{c.seed}' for c in configs])
+    # Rounding differences grow over 31 steps through ReLU kinks and max-pool ties (see
+    # WORKSPACE, Determinism): up to ~1e-3 in single weights, so the tolerance is loose;
+    # a wrong member, seed or data order differs by ~0.1.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=5e-3),
+                 solo.params, together[1].params)
+    a, b = records.read_summary(tmp_path / 'alone'), records.read_summary(tmp_path / 'vmapped1')
+    assert b['status'] == records.COMPLETE and b['vmapped_seeds'] == [0, 1]
+    for key in ('final_test_accuracy_ema', 'final_test_accuracy_precise',
+                'final_test_accuracy_batch'):
+        assert abs(a[key] - b[key]) <= 0.01, key  # 10 of the 1,000 test images
+    assert b['final_train_loss'] == pytest.approx(a['final_train_loss'], rel=1e-2)
+    rows = lambda name: records.read_metrics(tmp_path / name, records.DIAGNOSTICS_FILE)
+    assert [(r['step'], r['layer']) for r in rows('alone')] == [
+        (r['step'], r['layer']) for r in rows('vmapped1')]
+    assert records.read_summary(tmp_path / 'vmapped0')['status'] == records.COMPLETE
+    assert np.abs(together[0].params['conv1']['kernel'] -
+                  together[1].params['conv1']['kernel']).max() > 0.1  # the seeds stayed apart
+
+
+def test_only_runs_that_differ_in_seed_alone_are_grouped(make_config):
+    configs = [make_config(seed=0), make_config(seed=1, batch_size=64)]
+    with pytest.raises(choices.ConfigError, match='differ only in seed; these also differ in: '
+                                                  'batch_size'):
+        vmap_seeds.check_seed_group(configs)
+    with pytest.raises(choices.ConfigError, match='must be distinct'):
+        vmap_seeds.check_seed_group([make_config(seed=2), make_config(seed=2)])
+    grid = sweep.product({'model.bn_position': ('none', 'after_act'), 'seed': range(3)})
+    runs = sweep.expand(make_config(), grid, '/tmp/unused')
+    groups = sweep.seed_groups(runs, size=2)
+    assert [[r.overrides['seed'] for r in g] for g in groups] == [[0, 1], [2], [0, 1], [2]]
+    assert {r.config.model.bn_position for r in groups[2]} == {'after_act'}
+    assert sweep.seed_groups(runs, size=0) == [[r] for r in runs]
