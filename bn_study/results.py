@@ -18,17 +18,24 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
     return flat
 
 
-def load_runs(sweep_dir: str) -> pd.DataFrame:
-    """Every run directory under sweep_dir with a config: its config and summary, flattened."""
+def load_runs(sweep_dir: str, corrupt: list | None = None) -> pd.DataFrame:
+    """Every run directory under sweep_dir with a config: its config and summary, flattened.
+    A run whose config or summary does not parse is left out, and its name appended to
+    `corrupt` when given."""
     rows = []
     for name in sorted(os.listdir(sweep_dir)):
         workdir = os.path.join(sweep_dir, name)
         config_path = os.path.join(workdir, records.CONFIG_FILE)
         if not os.path.exists(config_path):
             continue
-        with open(config_path) as f:
-            row = {'run': name, **_flatten(json.load(f))}
-        summary = records.read_summary(workdir) or {'status': 'incomplete'}
+        try:
+            with open(config_path) as f:
+                row = {'run': name, **_flatten(json.load(f))}
+            summary = records.read_summary(workdir) or {'status': 'incomplete'}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if corrupt is not None:
+                corrupt.append(name)
+            continue
         row.update(_flatten(summary, 'summary.'))
         rows.append(row)
     return pd.DataFrame(rows)

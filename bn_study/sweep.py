@@ -230,3 +230,12 @@ def seed_groups(runs: list[Run], size: int) -> list[list[Run]]:
             groups.append(group)
         group.append(run)
     return groups
+
+
+def describe_plan(plan: list[tuple[Run, str, str]]) -> list[str]:
+    """--dry_run's lines: each run's action and why, then the counts."""
+    counts = {action: sum(1 for _, a, _ in plan if a == action)
+              for action in (START, RESUME, SKIP)}
+    return [f'{action:6s} {run.name}: {reason}' for run, action, reason in plan] + [
+        '', f'would {START} {counts[START]}, {RESUME} {counts[RESUME]}, {SKIP} {counts[SKIP]} '
+            f'of {len(plan)} runs; nothing was written']

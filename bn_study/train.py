@@ -193,6 +193,7 @@ class Setup:
 def prepare(config: ml_collections.ConfigDict, workdir) -> Setup:
     """Checks everything that can be checked before a record exists, then loads the data."""
     choices.validate(config)
+    parallel.use_compilation_cache(config.compilation_cache_dir)
     devices, local_devices = select_devices(config)
     layout = data.Layout(jax.process_index(), jax.process_count(), len(local_devices))
     per_device_batch = choices.check_batch_split(config.batch_size, len(devices))

@@ -19,6 +19,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (1, or what XLA_FLAGS says); N > 0 splits the host into N devices before JAX starts.
     config.cpu_devices = 0
     config.num_devices = 0  # local devices to pmap over: 0 = all, N = the first N
+    # JAX's persistent compilation cache: a program compiled once (e.g. by another seed of the
+    # same config, or a resumed run) is read back instead of compiled again, in any process
+    # on this machine; the executable is the same, so results are too. '' leaves JAX's
+    # default (off unless JAX_COMPILATION_CACHE_DIR is set).
+    config.compilation_cache_dir = os.path.expanduser('~/.cache/bn_study/xla')
 
     config.batch_size = 128  # global batch; must split evenly over the devices
     config.num_epochs = 5  # passes over the training split (the remainder batch is dropped)

@@ -19,8 +19,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import collections  # noqa: E402
-
 import jax  # noqa: E402
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -44,6 +42,8 @@ _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List what would run and why; wri
 _VMAP_SEEDS = flags.DEFINE_integer(
     'vmap_seeds', 0, 'Train up to this many runs that differ only in seed as one vmapped '
     'program (new runs only; resumed runs train alone); 0: every run alone.')
+_REPORT = flags.DEFINE_bool('report', True, 'Write <sweep_dir>/REPORT.md and figures at the '
+                            'end (local sweep dirs; or run scripts/report.py).')
 _RUN = flags.DEFINE_list('run', [], 'Worker mode: train only these runs of the sweep.')
 _TPU_NAME = flags.DEFINE_string('tpu_name', '', 'tpu: the TPU VM.')
 _TPU_ZONE = flags.DEFINE_string('tpu_zone', '', "tpu: the TPU VM's zone.")
@@ -110,11 +110,7 @@ def _work(runs: list[sweep.Run]) -> None:
 
 def _dry_run(plan) -> None:
     sweep_index.check_same_base(_SWEEP_DIR.value, _CONFIG.value)
-    for run, action, reason in plan:
-        print(f'{action:6s} {run.name}: {reason}')
-    counts = collections.Counter(action for _, action, _ in plan)
-    print(f'\nwould {sweep.START} {counts[sweep.START]}, {sweep.RESUME} {counts[sweep.RESUME]}, '
-          f'{sweep.SKIP} {counts[sweep.SKIP]} of {len(plan)} runs; nothing was written')
+    print('\n'.join(sweep.describe_plan(plan)))
 
 
 def _groups(plan) -> list[list[sweep.Run]]:
@@ -169,6 +165,11 @@ def main(argv):
         table = results.placement_table(results.load_runs(_SWEEP_DIR.value))
         print(f'\nTest accuracy after the last epoch, per placement ({_SWEEP_DIR.value}):')
         print(table.to_string(float_format=lambda v: f'{v:.4f}'))
+        if _REPORT.value:
+            from bn_study import report  # matplotlib: only when a report is written
+            path = report.write_report(_SWEEP_DIR.value)
+            print(f'\nreport: {path}')
+            print(''.join(report.verdict_lines(_SWEEP_DIR.value)))
     print(f'\nruns: {", ".join(f"{counts[k]} {k}" for k in launch.OUTCOMES)}; index: '
           f'{os.path.join(_SWEEP_DIR.value, sweep_index.INDEX_FILE)}')
     if counts['failed']:

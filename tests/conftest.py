@@ -10,10 +10,15 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_MNIST = os.path.join(REPO, '..', 'shared', 'datasets', 'mnist')
 sys.path.insert(0, REPO)
-
 from configs import default  # noqa: E402
+
+# The runs' own persistent compilation cache, for this process from its first compile (a
+# config's setting applies only before then); subprocesses read it from their configs.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', default.get_config().compilation_cache_dir)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+SHARED_MNIST = os.path.join(REPO, '..', 'shared', 'datasets', 'mnist')
 
 
 @pytest.fixture(scope='session')

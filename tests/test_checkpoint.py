@@ -19,7 +19,10 @@ from tests.conftest import REPO
 # after saves, and the last one is the final step's.
 RUN_FLAGS = ('--config.num_epochs=2', '--config.checkpoint.every_steps=5',
              '--config.checkpoint.keep=3', '--config.progress_every_steps=0',
-             '--config.diagnostics.every_steps=10', '--config.model.bn_position=after_act')
+             '--config.diagnostics.every_steps=10', '--config.model.bn_position=after_act',
+             # a narrow CNN: the test is about kills and resumption, not the network's size
+             "--config.model.simple_cnn.conv_features=(8,16)",
+             '--config.model.simple_cnn.hidden_features=32')
 
 
 def _assert_bitwise_equal(a: dict, b: dict) -> None:
@@ -67,7 +70,9 @@ def test_a_run_killed_at_random_moments_resumes_to_a_bitwise_equal_state(
 
     config = make_config(num_epochs=2, checkpoint__every_steps=5, checkpoint__keep=3,
                          progress_every_steps=0, diagnostics__every_steps=10,
-                         model__bn_position='after_act')
+                         model__bn_position='after_act',
+                         model__simple_cnn__conv_features=(8, 16),
+                         model__simple_cnn__hidden_features=32)
     reference = tmp_path / 'uninterrupted'
     train.train_and_evaluate(config, str(reference))
     # Parameters, batch statistics, optimizer state: bitwise, across separate processes.

@@ -105,6 +105,10 @@ def test_next_action_says_what_a_rerun_does_and_why(tmp_path):
         (sweep.RESUME, 'checkpoint at step 500 after it failed (OSError: disk full)'),
         (sweep.START, 'again: an earlier attempt stopped before its first checkpoint'),
         (sweep.START, 'new')]
+    plan = [(run, *sweep.next_action(run)) for run in runs]
+    assert sweep.describe_plan(plan)[0] == 'skip   seed-0: complete (test accuracy 0.9700)'
+    assert sweep.describe_plan(plan)[-1] == ('would start 3, resume 1, skip 2 of 6 runs; '
+                                             'nothing was written')
 
 
 def _add_and_finish(sweep_dir: str, runs: list, rounds: int) -> None:

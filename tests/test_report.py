@@ -1,0 +1,100 @@
+"""The report's statistics against hand-computed values, and a report from synthetic records."""
+
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from bn_study import choices, records, report, stats, sweep
+from configs import default
+
+
+def test_mean_interval_is_the_t_interval():
+    # mean 2.5, s = sqrt(5/3) = 1.290994, t(0.975, 3) = 3.182446: half-width 2.054261
+    interval = stats.mean_interval([1, 2, 3, 4])
+    assert (interval.mean, interval.n) == (2.5, 4)
+    assert interval.low == pytest.approx(0.445739, abs=1e-6)
+    assert interval.high == pytest.approx(4.554261, abs=1e-6)
+    one = stats.mean_interval([0.97])
+    assert one.mean == 0.97 and math.isnan(one.low) and not one.excludes_zero()
+
+
+def test_paired_comparison_uses_matched_seeds_only():
+    a = pd.Series([0.90, 0.92, 0.94, 0.50], index=[0, 1, 2, 7])  # seed 7: a only
+    b = pd.Series([0.89, 0.90, 0.93], index=[0, 1, 2])
+    p = stats.paired('a', a, 'b', b)
+    # differences 0.01, 0.02, 0.01: mean 0.013333, s = 0.0057735, t(0.975, 2) = 4.302653,
+    # half-width 0.0143422; t = 4 on 2 df: two-sided p = 1 - 4 / sqrt(18) = 0.0571910
+    assert p.difference.n == 3
+    assert p.difference.mean == pytest.approx(0.0133333, abs=1e-6)
+    assert p.difference.low == pytest.approx(-0.0010089, abs=1e-6)
+    assert p.difference.high == pytest.approx(0.0276755, abs=1e-6)
+    assert p.p_value == pytest.approx(0.0571910, abs=1e-6)
+    assert not p.difference.excludes_zero()
+
+
+def test_ranking_marks_what_cannot_be_told_apart():
+    seeds = [0, 1, 2, 3]
+    per = {'none': pd.Series([0.90, 0.91, 0.90, 0.91], index=seeds),
+           'after_act': pd.Series([0.97, 0.975, 0.97, 0.972], index=seeds),
+           'before_act': pd.Series([0.971, 0.972, 0.969, 0.975], index=seeds)}
+    ranking = stats.rank(per)
+    assert [name for name, _, _ in ranking] == ['after_act', 'before_act', 'none']
+    assert ranking[1][2] == ['after_act'] and ranking[2][2] == []
+    lines = report.verdict(per)
+    assert lines[0].startswith('after_act and before_act are not distinguishable at this '
+                               'scale: difference 0.00 points')
+    # means 0.97175 and 0.905
+    assert lines[1].startswith('after_act beats none by 6.67 points of test accuracy, 95% CI [')
+    assert lines[1].endswith('over 4 seeds (paired t-test p=0.000).')
+
+
+def _run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
+    config = sweep.apply_overrides(default.get_config(), overrides)
+    workdir = os.path.join(sweep_dir, sweep.run_name(overrides))
+    record = records.RunRecord(workdir)
+    record.start(config, None)
+    for epoch in (1, 2):
+        record.log_epoch({'epoch': epoch, 'step': 31 * epoch, 'train_loss': 1.0 / epoch,
+                          'test_accuracy': accuracy - 0.05 / epoch})
+    record.log_diagnostics(62, [{'step': 62, 'layer': 'norm_conv1', 'input_var': 2.0,
+                                 'output_var': 1.0}])
+    summary = {'status': status}
+    if status == records.COMPLETE:
+        summary.update(final_test_accuracy=accuracy, best_test_accuracy=accuracy,
+                       final_test_loss=1 - accuracy)
+    record.finish(summary)
+
+
+def test_a_report_from_records(tmp_path):
+    d = str(tmp_path)
+    for seed, (none, after) in enumerate([(0.90, 0.95), (0.91, 0.96), (0.905, 0.955)]):
+        for lr, shift in ((0.05, 0.0), (0.5, -0.02)):
+            _run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': lr, 'seed': seed},
+                 none + shift)
+            _run(d, {'model.bn_position': 'after_act', 'optimizer.learning_rate': lr,
+                     'seed': seed}, after + shift)
+    _run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': 5.0, 'seed': 0}, 0,
+         records.DIVERGED)
+    _run(d, {'data.name': 'mnist', 'seed': 0}, 0.99)  # another dataset: its own section
+    os.makedirs(tmp_path / 'broken')
+    (tmp_path / 'broken' / records.CONFIG_FILE).write_text('{not json')
+    text = open(report.write_report(d)).read()
+    assert 'Skipped 1 run(s) with unreadable records: broken.' in text
+    assert '## data.name=mnist_5k, model.name=simple_cnn' in text
+    assert '## data.name=mnist, model.name=simple_cnn' in text
+    assert 'One seed per placement: no intervals or tests' in text  # the mnist section
+    assert ('after_act beats none by 5.00 points of test accuracy, 95% CI [5.00, 5.00], over 3 '
+            'seeds.') in text
+    assert '| after_act | 0.05 | 0.9550 [0.9426, 0.9674] |' in text  # t(0.975, 2) * 0.005 / sqrt(3)
+    assert '| none | 5.0 | - | - | - | 0 | 1 |' in text  # every seed diverged
+    assert '![optimizer.learning_rate](against_' in text
+    assert '| none | 0.05 | norm_conv1 | 2.0000 | 1.0000 |' in text
+    pngs = [f for f in os.listdir(d) if f.endswith('.png')]
+    assert len(pngs) == 1 + 3 + 1  # lr figure, 3 lr settings' curves, mnist curves
+
+
+def test_an_empty_sweep_dir_is_an_error(tmp_path):
+    with pytest.raises(choices.ConfigError, match='holds no run records'):
+        report.write_report(str(tmp_path))
