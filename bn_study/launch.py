@@ -36,8 +36,10 @@ class Invocation:
     sweep_dir: str
     worker_flags: tuple[str, ...] = ()  # e.g. --vmap_seeds=3
 
-    def worker_args(self, names: list[str], *extra: str) -> list[str]:
-        return [SCRIPT, f'--config={self.config_spec}', f'--sweep_dir={self.sweep_dir}',
+    def worker_args(self, names: list[str], *extra: str, script: str = SCRIPT) -> list[str]:
+        """The worker's command line after the Python; `script` relative to the repository
+        (remote commands cd there) or absolute (local workers, from any directory)."""
+        return [script, f'--config={self.config_spec}', f'--sweep_dir={self.sweep_dir}',
                 f'--run={",".join(names)}', *self.worker_flags, *extra,
                 *self.config_overrides]
 
@@ -92,8 +94,8 @@ def _die_with_parent(cores: list[int]):
     """Runs in the child before exec: its own core share, and death if the sweep dies (so a
     killed sweep leaves no orphan runs writing into the sweep dir)."""
     def setup():
-        os.sched_setaffinity(0, cores)
-        if sys.platform.startswith('linux'):
+        if sys.platform.startswith('linux'):  # elsewhere: no pinning, no death signal
+            os.sched_setaffinity(0, cores)
             ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     return setup
 
@@ -108,7 +110,8 @@ class WorkerShares:
     gpus: int = 0
 
     def cores_of(self, slot: int) -> list[int]:
-        available = sorted(os.sched_getaffinity(0))
+        available = sorted(os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity')
+                           else range(os.cpu_count()))
         share = self.cores or max(1, len(available) // self.workers)
         return [available[(slot * share + i) % len(available)] for i in range(share)]
 
@@ -147,7 +150,8 @@ def run_workers(groups: list[list[sweep.Run]], invocation: Invocation,
                     log_path = os.path.join(log_dir, f'{group[0].name}.log')
                     log = open(log_path, 'a')
                     process = subprocess.Popen(
-                        [sys.executable, *invocation.worker_args([r.name for r in group])],
+                        [sys.executable, *invocation.worker_args(
+                            [r.name for r in group], script=os.path.join(REPO, SCRIPT))],
                         cwd=os.getcwd(), stdout=log, stderr=subprocess.STDOUT,
                         env=shares.env_of(slot),
                         preexec_fn=_die_with_parent(shares.cores_of(slot)))

@@ -1,10 +1,13 @@
 """The seed question: where does BN go in Conv1-ReLU1-Pool1-Conv2-ReLU2-Pool2-FC1-FC2?
 
 Every placement (none, before_act, after_act, after_pool) on the embedded MNIST digits,
-3 seeds each, 5 epochs; the sweep prints test accuracy per placement (mean, std, seeds).
+3 seeds each, 5 epochs; the sweep prints test accuracy per placement and writes the report
+(95% intervals, paired comparisons, curves, verdict).
 
-Run: python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question
-Time: about 5 minutes on a 2-core CPU (12 runs).
+Run: python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question \
+         --report_dir=results/seed_question
+Time: 10 min 9 s on a 2-core CPU with 2 workers (12 runs; 2026-11-25, a slow day for that
+machine, whose earlier sessions ran the study in 6-7 minutes in one process).
 """
 
 from bn_study import choices, sweep

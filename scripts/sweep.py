@@ -42,8 +42,10 @@ _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List what would run and why; wri
 _VMAP_SEEDS = flags.DEFINE_integer(
     'vmap_seeds', 0, 'Train up to this many runs that differ only in seed as one vmapped '
     'program (new runs only; resumed runs train alone); 0: every run alone.')
-_REPORT = flags.DEFINE_bool('report', True, 'Write <sweep_dir>/REPORT.md and figures at the '
-                            'end (local sweep dirs; or run scripts/report.py).')
+_REPORT = flags.DEFINE_bool('report', True, 'Write REPORT.md and figures at the end (local sweep '
+                            'dirs; or run scripts/report.py).')
+_REPORT_DIR = flags.DEFINE_string('report_dir', '', 'Where the report goes; default: the sweep '
+                                  'dir.')
 _RUN = flags.DEFINE_list('run', [], 'Worker mode: train only these runs of the sweep.')
 _TPU_NAME = flags.DEFINE_string('tpu_name', '', 'tpu: the TPU VM.')
 _TPU_ZONE = flags.DEFINE_string('tpu_zone', '', "tpu: the TPU VM's zone.")
@@ -167,9 +169,9 @@ def main(argv):
         print(table.to_string(float_format=lambda v: f'{v:.4f}'))
         if _REPORT.value:
             from bn_study import report  # matplotlib: only when a report is written
-            path = report.write_report(_SWEEP_DIR.value)
+            path = report.write_report(_SWEEP_DIR.value, _REPORT_DIR.value)
             print(f'\nreport: {path}')
-            print(''.join(report.verdict_lines(_SWEEP_DIR.value)))
+            print(''.join(report.verdict_lines(path)))
     print(f'\nruns: {", ".join(f"{counts[k]} {k}" for k in launch.OUTCOMES)}; index: '
           f'{os.path.join(_SWEEP_DIR.value, sweep_index.INDEX_FILE)}')
     if counts['failed']:
