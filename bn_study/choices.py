@@ -32,6 +32,9 @@ BN_POSITIONS_BY_MODEL = {
 MODELS = tuple(BN_POSITIONS_BY_MODEL)
 BN_POSITIONS = PLAIN_POSITIONS  # the seed question's placements
 
+# Where scripts/sweep.py runs a sweep's runs (bn_study/launch.py).
+LAUNCHERS = ('local', 'tpu', 'print')
+
 # What a norm layer normalizes over; orthogonal to where it goes.
 NORM_KINDS = (
     'batch',     # each channel over the batch (and spatial positions): BatchNorm

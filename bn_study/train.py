@@ -154,7 +154,7 @@ class EpochMetrics:
 
 
 def diverged_summary(history, epoch_metrics: EpochMetrics, bad_step: int,
-                      wall_time_s: float) -> dict:
+                     wall_time_s: float) -> dict:
     """The record of a run stopped by a NaN or inf: where, and the last finite metrics.
 
     Divergence is checked at each epoch end and checkpoint (when step metrics are fetched),

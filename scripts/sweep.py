@@ -25,23 +25,21 @@ from ml_collections import config_flags  # noqa: E402
 
 from bn_study import choices, cli, launch, records, results, sweep, sweep_index  # noqa: E402
 
-LAUNCHERS = ('local', 'tpu', 'print')
-
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
                                           lock_config=True)
 _SWEEP_DIR = flags.DEFINE_string('sweep_dir', None, 'Directory holding one workdir per run.')
-_LAUNCH = flags.DEFINE_string('launch', 'local', f'Where runs execute: {" | ".join(LAUNCHERS)}.')
+_LAUNCH = flags.DEFINE_enum('launch', 'local', choices.LAUNCHERS, 'Where runs execute.')
 _WORKERS = flags.DEFINE_integer(
     'workers', 2, 'local: worker processes at once; 0 runs one run after another in this '
-    'process.')
-_CORES = flags.DEFINE_integer('cores_per_worker', 0,
-                              'local: CPU cores each worker is pinned to; 0: an equal share.')
-_GPUS = flags.DEFINE_integer('gpus_per_worker', 0,
-                             'local: GPUs each worker sees (CUDA_VISIBLE_DEVICES); 0: all.')
+    'process.', lower_bound=0)
+_CORES = flags.DEFINE_integer('cores_per_worker', 0, 'local: CPU cores each worker is pinned '
+                              'to; 0: an equal share.', lower_bound=0)
+_GPUS = flags.DEFINE_integer('gpus_per_worker', 0, 'local: GPUs each worker sees '
+                             '(CUDA_VISIBLE_DEVICES); 0: all.', lower_bound=0)
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List what would run and why; write nothing.')
 _VMAP_SEEDS = flags.DEFINE_integer(
     'vmap_seeds', 0, 'Train up to this many runs that differ only in seed as one vmapped '
-    'program (new runs only; resumed runs train alone); 0: every run alone.')
+    'program (new runs only; resumed runs train alone); 0: every run alone.', lower_bound=0)
 _REPORT = flags.DEFINE_bool('report', True, 'Write REPORT.md and figures at the end (local sweep '
                             'dirs; or run scripts/report.py).')
 _REPORT_DIR = flags.DEFINE_string('report_dir', '', 'Where the report goes; default: the sweep '
@@ -58,12 +56,6 @@ cli.define_multihost_flags()
 
 
 def _check_flags() -> None:
-    if _LAUNCH.value not in LAUNCHERS:
-        raise choices.ConfigError(f'--launch={_LAUNCH.value!r} is not valid; choose one of: '
-                                  f'{", ".join(LAUNCHERS)}')
-    for flag in (_WORKERS, _CORES, _GPUS, _VMAP_SEEDS):
-        if flag.value < 0:
-            raise choices.ConfigError(f'--{flag.name}={flag.value} must be 0 or more')
     if _LAUNCH.value == 'tpu':
         missing = [f'--{f.name}' for f in (_TPU_NAME, _TPU_ZONE) if not f.value]
         if missing:
