@@ -8,6 +8,9 @@ Run: python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studi
          --report_dir=results/seed_question
 Time: 10 min 9 s on a 2-core CPU with 2 workers (12 runs; 2026-11-25, a slow day for that
 machine, whose earlier sessions ran the study in 6-7 minutes in one process).
+
+Variant `configs/seed_question.py:output_bn` also sweeps model.bn_on_output (False, True):
+24 runs, about twice the time; not yet run here (WORKSPACE.md, "Not yet built").
 """
 
 from bn_study import choices, sweep
@@ -22,7 +25,15 @@ def get_config(arg: str | None = None):
     return config
 
 
+VARIANTS = ('', 'output_bn')
+
+
 def get_sweep(arg: str | None = None) -> list[dict]:
-    """Placements x seeds, as override dicts keyed by dotted config paths."""
-    del arg
-    return sweep.product({'model.bn_position': choices.BN_POSITIONS, 'seed': (0, 1, 2)})
+    """Placements (x a norm on the logits, for `output_bn`) x seeds, as override dicts keyed
+    by dotted config paths."""
+    if (arg or '') not in VARIANTS:
+        raise choices.ConfigError(f'configs/seed_question.py:{arg} is no variant; choose one '
+                                  f'of: (none), {", ".join(VARIANTS[1:])}')
+    output = {'model.bn_on_output': (False, True)} if arg == 'output_bn' else {}
+    return sweep.product({'model.bn_position': choices.BN_POSITIONS, **output,
+                          'seed': (0, 1, 2)})
