@@ -54,10 +54,12 @@ def read_metrics(workdir, name: str = METRICS_FILE) -> list[dict]:
     return rows
 
 
-def _write_text_atomically(path: epath.Path, text: str) -> None:
+def write_text_atomically(path, text: str) -> None:
     """Readers see the old file or the new one, never a partial one (a rename on local
-    disks; on a bucket, whose renames copy, the object appears whole)."""
-    tmp = path.parent / f'{path.name}.tmp'
+    disks; on a bucket, whose renames copy, the object appears whole). The temporary name
+    is per process, so concurrent writers never share one."""
+    path = epath.Path(path)
+    tmp = path.parent / f'.{path.name}.{os.getpid()}.tmp'
     tmp.write_text(text)
     tmp.replace(path)
 
@@ -142,7 +144,7 @@ class RunRecord:
             for name in (METRICS_FILE, DIAGNOSTICS_FILE):
                 kept = [row for row in read_metrics(self.workdir, name)
                         if row['step'] <= resume_step]
-                _write_text_atomically(self.workdir / name, ''.join(
+                write_text_atomically(self.workdir / name, ''.join(
                     json.dumps(row, sort_keys=True) + '\n' for row in kept))
             summary = self.workdir / SUMMARY_FILE
             if summary.exists():  # a failed attempt's summary; this attempt writes its own
@@ -188,5 +190,5 @@ class RunRecord:
             return
         if self._tensorboard is not None:
             self._tensorboard.close()
-        _write_text_atomically(self.workdir / SUMMARY_FILE,
+        write_text_atomically(self.workdir / SUMMARY_FILE,
                                json.dumps(summary, indent=2, sort_keys=True))

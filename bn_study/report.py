@@ -255,9 +255,7 @@ def write_report(sweep_dir: str, out_dir: str = '') -> str:
             lines += ['### Activation statistics at the last diagnosed step (mean over runs)',
                       '', _markdown(diagnostics, results.configuration_keys(section)), '']
     path = os.path.join(out_dir, REPORT_FILE)
-    with open(path + '.tmp', 'w') as f:
-        f.write('\n'.join(lines))
-    os.replace(path + '.tmp', path)
+    records.write_text_atomically(path, '\n'.join(lines))
     return path
 
 

@@ -11,7 +11,6 @@ run, so it catches up.
 import csv
 import io
 import json
-import os
 
 import ml_collections
 from etils import epath
@@ -30,12 +29,6 @@ HEADLINE = ('final_test_accuracy', 'best_test_accuracy', 'final_test_loss', 'fin
 def locked(sweep_dir):
     """An exclusive lock on the sweep dir's files (local disks; a no-op on buckets)."""
     return filelock.exclusive(sweep_dir, LOCK_FILE)
-
-
-def _write_atomically(path: epath.Path, text: str) -> None:
-    tmp = path.parent / f'.{path.name}.{os.getpid()}.tmp'  # one per writer
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def read_manifest(sweep_dir) -> dict | None:
@@ -57,7 +50,7 @@ def record_sweep(sweep_dir, base: ml_collections.ConfigDict, runs) -> None:
                 f'{", ".join(differences)}); use a new --sweep_dir')
         for run in runs:
             manifest['runs'][run.name] = run.overrides
-        _write_atomically(epath.Path(sweep_dir) / MANIFEST_FILE,
+        records.write_text_atomically(epath.Path(sweep_dir) / MANIFEST_FILE,
                           json.dumps(manifest, indent=2, sort_keys=True, default=list))
 
 
@@ -101,7 +94,7 @@ def update_index(sweep_dir) -> list[dict]:
         writer = csv.DictWriter(text, columns, restval='', lineterminator='\n')
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomically(sweep_dir / INDEX_FILE, text.getvalue())
+        records.write_text_atomically(sweep_dir / INDEX_FILE, text.getvalue())
     return rows
 
 
