@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bn_study import data
+from bn_study import data, parallel
 from bn_study.norms import BATCH_AXIS, precise_bn_batch_count
 from bn_study.parallel import first_replica
 
@@ -100,7 +100,7 @@ def make_evaluator(config, info, test_split, train_batches, devices: list, layou
     reported as the headline test_loss and test_accuracy. Without BatchNorm layers all three
     kinds are the same computation, so it runs once.
     """
-    pmap = lambda fn: jax.pmap(fn, axis_name=BATCH_AXIS, devices=devices)
+    pmap = lambda fn: parallel.pmap(fn, devices)
     kinds = tuple(config.eval.stats)
     test = data.eval_batches(test_split, info, config.eval.batch_size, layout)
     p_eval = pmap(eval_step)

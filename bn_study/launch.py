@@ -180,8 +180,12 @@ def run_workers(groups: list[list[sweep.Run]], invocation: Invocation,
 
 def record_failure(run: sweep.Run, error: str) -> None:
     """A failed summary for a run that left none (it failed before its record started, or
-    its worker died); the workdir may not exist yet."""
-    epath.Path(run.workdir).mkdir(parents=True, exist_ok=True)
+    its worker died), and its config if it has none yet, so tables and reports list it;
+    the workdir may not exist yet."""
+    workdir = epath.Path(run.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / records.CONFIG_FILE).exists():
+        (workdir / records.CONFIG_FILE).write_text(run.config.to_json(indent=2, sort_keys=True))
     records.RunRecord(run.workdir).finish({'status': records.FAILED, 'error': error})
 
 

@@ -8,6 +8,14 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from bn_study import choices
+from bn_study.norms import BATCH_AXIS
+
+
+def pmap(fn, devices: list, donate_state: bool = False):
+    """fn mapped over `devices` on the axis the norms pool over; donate_state lets the first
+    argument's buffers (the train state) be reused for the result."""
+    return jax.pmap(fn, axis_name=BATCH_AXIS, devices=devices,
+                    donate_argnums=(0,) if donate_state else ())
 
 
 def first_replica(tree):
@@ -31,21 +39,28 @@ def use_compilation_cache(directory: str) -> None:
         jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
+def split_cpu(cpu_devices: int) -> None:
+    """Splits the CPU into `cpu_devices` devices (0: leave JAX's default). Only possible
+    before JAX's first computation in the process; later, only if it started that way."""
+    if not cpu_devices:
+        return
+    try:
+        jax.config.update('jax_num_cpu_devices', cpu_devices)
+    except RuntimeError:  # JAX has started; acceptable only if it started the same way
+        if len(jax.local_devices(backend='cpu')) != cpu_devices:
+            raise choices.ConfigError(
+                f'config.cpu_devices={cpu_devices} but JAX already started with '
+                f'{len(jax.local_devices(backend="cpu"))} CPU devices; it must be set '
+                'before the first JAX computation of the process, or left 0') from None
+
+
 def select_devices(config: ml_collections.ConfigDict) -> tuple[list, list]:
     """(devices to pmap over, this process's share of them).
 
     Splits the CPU into config.cpu_devices first if asked. A multi-host run uses every
     device of every process; a single process may pmap over its first config.num_devices.
     """
-    if config.cpu_devices:
-        try:
-            jax.config.update('jax_num_cpu_devices', config.cpu_devices)
-        except RuntimeError:  # JAX has started; acceptable only if it started the same way
-            if len(jax.local_devices(backend='cpu')) != config.cpu_devices:
-                raise choices.ConfigError(
-                    f'config.cpu_devices={config.cpu_devices} but JAX already started with '
-                    f'{len(jax.local_devices(backend="cpu"))} CPU devices; it must be set '
-                    'before the first JAX computation of the process, or left 0') from None
+    split_cpu(config.cpu_devices)
     local = jax.local_devices()
     if jax.process_count() > 1:
         if config.num_devices:

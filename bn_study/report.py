@@ -92,6 +92,8 @@ def _per_placement(group: pd.DataFrame) -> dict[str, pd.Series]:
 
 def verdict(per_placement: dict[str, pd.Series]) -> list[str]:
     """Sentences comparing the best placement with each other one, from the intervals."""
+    if not per_placement:
+        return ['No run here completed; nothing to compare.']
     if len(per_placement) < 2:
         return ['Only one placement has complete runs here; nothing to compare.']
     ranking = stats.rank(per_placement)
@@ -113,6 +115,49 @@ def verdict(per_placement: dict[str, pd.Series]) -> list[str]:
                          f'difference {d.mean * 100:.2f} points, 95% CI [{d.low * 100:.2f}, '
                          f'{d.high * 100:.2f}], over {d.n} seeds.')
     return lines
+
+
+def _sorted_values(values) -> list:
+    """Swept values in their natural order (False before True, small before large)."""
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types: a stable, readable order
+        return sorted(values, key=str)
+
+
+def effects(section: pd.DataFrame) -> list[dict]:
+    """For each swept key other than seed and the placement: per placement, with the other
+    swept keys held fixed, each of its values against its first, paired on seeds."""
+    keys = _settings(section)
+    done = section[section['summary.status'] == records.COMPLETE]
+    rows = []
+    for key in keys:
+        held = [PLACEMENT, *(k for k in keys if k != key)]
+        for fixed, group in done.groupby(held, dropna=False):
+            fixed = dict(zip(held, fixed if isinstance(fixed, tuple) else (fixed,)))
+            by_value = {v: g.set_index('seed')['summary.final_test_accuracy']
+                        for v, g in group.groupby(key)}
+            values = _sorted_values(by_value)
+            for value in values[1:]:
+                p = stats.paired(str(value), by_value[value], str(values[0]),
+                                 by_value[values[0]])
+                rows.append({'key': key, 'from': values[0], 'to': value, 'held': fixed,
+                             'difference': p.difference, 'p_value': p.p_value})
+    return rows
+
+
+def effect_sentence(row: dict) -> str:
+    """One generated sentence for a row of effects()."""
+    held = ', '.join(f'{k.split(".")[-1]}={v}' for k, v in row['held'].items())
+    d = row['difference']
+    change = (f'{row["key"]}={row["to"]} instead of {row["from"]} ({held}): '
+              f'{d.mean * 100:+.2f} points of test accuracy')
+    if d.n < 2:
+        return f'{change}, {d.n} matched seed(s), too few for an interval.'
+    judged = ('distinguishable from no change' if d.excludes_zero()
+              else 'not distinguishable from no change at this scale')
+    return (f'{change}, 95% CI [{d.low * 100:.2f}, {d.high * 100:.2f}], over {d.n} seeds: '
+            f'{judged}.')
 
 
 def _curves(runs: pd.DataFrame, sweep_dir: str, path: str, title: str) -> None:
@@ -244,6 +289,19 @@ def write_report(sweep_dir: str, out_dir: str = '') -> str:
             figure = f'curves_{_slug(title + "_" + name)}.png'
             _curves(group, sweep_dir, os.path.join(out_dir, figure), f'{title}; {name}')
             lines += [f'![learning curves]({figure})', '']
+        found = effects(section)
+        for key in dict.fromkeys(row['key'] for row in found):
+            lines += [f'### Effect of {key}', '',
+                      '| placement and fixed settings | change | a - b (points) | 95% CI | seeds '
+                      '| paired t-test p |', '|---|---|---|---|---|---|']
+            rows = [row for row in found if row['key'] == key]
+            for row in rows:
+                d = row['difference']
+                held = ', '.join(f'{v}' for v in row['held'].values())
+                lines.append(f'| {held} | {row["to"]} - {row["from"]} | {_fmt(d.mean * 100, 2)} '
+                             f'| [{_fmt(d.low * 100, 2)}, {_fmt(d.high * 100, 2)}] | {d.n} | '
+                             f'{_fmt(row["p_value"], 3)} |')
+            lines += ['', '**Effect.** ' + ' '.join(effect_sentence(row) for row in rows), '']
         for axis in AXES:
             if axis in results.configuration_keys(section):
                 figure = f'against_{_slug(title + "_" + axis)}.png'
@@ -262,5 +320,6 @@ def write_report(sweep_dir: str, out_dir: str = '') -> str:
 def verdict_lines(report_path: str) -> list[str]:
     """The written report's section titles and verdicts, to print at the end of a sweep."""
     with open(report_path) as f:
-        return [line.lstrip('#* ').replace('Verdict.** ', '  ') for line in f
-                if line.startswith(('## ', '### Placements', '**Verdict.**'))]
+        return [line.lstrip('#* ').replace('Verdict.** ', '  ').replace('Effect.** ', '  ')
+                for line in f if line.startswith(('## ', '### Placements', '**Verdict.**',
+                                                  '### Effect', '**Effect.**'))]

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
-from bn_study import choices, data, diagnostics, evaluation, records, train
+from bn_study import choices, data, diagnostics, evaluation, parallel, records, train
 from bn_study.parallel import first_replica
 
 
@@ -59,6 +59,11 @@ def _one(tree, k: int):
     return jax.tree.map(lambda x: x[k], tree)
 
 
+def pmapped_group_step(devices: list):
+    """The training step of every member at once: vmapped over members inside the pmap."""
+    return parallel.pmap(jax.vmap(train.train_step), devices, donate_state=True)
+
+
 def train_seeds(configs: list[ml_collections.ConfigDict], workdirs: list) -> list:
     """Trains the members together and writes each one's record as train_and_evaluate would;
     returns their final states."""
@@ -83,10 +88,8 @@ def train_seeds(configs: list[ml_collections.ConfigDict], workdirs: list) -> lis
     start = time.perf_counter()
     elapsed = lambda: time.perf_counter() - start
     try:
-        pmap = lambda fn, **kw: jax.pmap(fn, axis_name=train.BATCH_AXIS, devices=setup.devices,
-                                         **kw)
-        p_train_step = pmap(jax.vmap(train.train_step), donate_argnums=(0,))
-        p_signal_step = pmap(diagnostics.signal_step)
+        p_train_step = pmapped_group_step(setup.devices)
+        p_signal_step = parallel.pmap(diagnostics.signal_step, setup.devices)
         replicate = lambda tree: jax_utils.replicate(tree, setup.local_devices)
         state = replicate(stack(states))
         iterators = [batches_of(c.seed)(0, setup.total_steps) for c in configs]

@@ -15,9 +15,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.seed = 0  # any int: parameter init and data order both derive from it
-    # Simulated CPU devices (only when JAX runs on the CPU): 0 leaves JAX's default
-    # (1, or what XLA_FLAGS says); N > 0 splits the host into N devices before JAX starts.
-    config.cpu_devices = 0
+    # Simulated CPU devices (only when JAX runs on the CPU; ignored on GPUs and TPUs): N > 0
+    # splits the host into N devices before JAX starts; 0 leaves JAX's default (1, or what
+    # XLA_FLAGS says). XLA runs this study's small convolutions on about one core per
+    # device, so 2 devices train the seed CNN about 1.8x faster than 1 on a 2-core CPU
+    # (scripts/benchmark.py). With global BN statistics (the default) the experiment is the
+    # same on any device count, up to float rounding (WORKSPACE.md, Determinism).
+    config.cpu_devices = 2
     config.num_devices = 0  # local devices to pmap over: 0 = all, N = the first N
     # JAX's persistent compilation cache: a program compiled once (e.g. by another seed of the
     # same config, or a resumed run) is read back instead of compiled again, in any process

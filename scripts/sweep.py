@@ -23,7 +23,8 @@ import jax  # noqa: E402
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from bn_study import choices, cli, launch, records, results, sweep, sweep_index  # noqa: E402
+from bn_study import (choices, cli, launch, parallel, records, results, sweep,  # noqa: E402
+                      sweep_index)
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
                                           lock_config=True)
@@ -77,6 +78,9 @@ def _work(runs: list[sweep.Run]) -> None:
     """Worker mode: trains the named runs (skipping any finished meanwhile); exit 1 if one
     failed. On several hosts every process trains, and process 0 writes the records."""
     from bn_study import vmap_seeds  # TensorFlow and the models: only where runs train
+    # Before this process's first JAX computation (jax.process_index is one): a sweep's
+    # runs share one process, so the first run's device split serves them all.
+    parallel.split_cpu(runs[0].config.cpu_devices)
     writer = jax.process_index() == 0
     if writer:
         sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs)

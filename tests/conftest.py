@@ -34,6 +34,7 @@ def make_config(data_dir):
 
     def make(**overrides):
         config = default.get_config()
+        config.cpu_devices = 0  # this process's JAX has the 4 devices XLA_FLAGS gave it
         config.data.data_dir = data_dir
         return sweep.apply_overrides(config, {k.replace('__', '.'): v
                                               for k, v in overrides.items()})

@@ -91,6 +91,12 @@ def test_a_report_from_records(tmp_path):
     assert '| none | 5.0 | - | - | - | 0 | 1 |' in text  # every seed diverged
     assert '![optimizer.learning_rate](against_' in text
     assert '| none | 0.05 | norm_conv1 | 2.0000 | 1.0000 |' in text
+    # The swept learning rate's effect, per placement, paired on seeds (5.0 only diverged).
+    assert '### Effect of optimizer.learning_rate' in text
+    assert ('optimizer.learning_rate=0.5 instead of 0.05 (bn_position=after_act): -2.00 points '
+            'of test accuracy, 95% CI [-2.00, -2.00], over 3 seeds: distinguishable from no '
+            'change.') in text
+    assert 'optimizer.learning_rate=5.0 instead of' not in text
     pngs = [f for f in os.listdir(d) if f.endswith('.png')]
     assert len(pngs) == 1 + 3 + 1  # lr figure, 3 lr settings' curves, mnist curves
 

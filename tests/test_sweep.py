@@ -233,13 +233,12 @@ def test_config_overrides_pass_to_workers():
     assert launch.config_overrides(argv) == ('--config.seed=3', '--config.num_epochs=2')
 
 
-def test_the_seed_study_and_its_output_bn_variant_expand(tmp_path):
+def test_the_seed_study_expands_to_placements_by_output_norm_by_seeds(tmp_path):
     from configs import seed_question
     base = seed_question.get_config()
     runs = sweep.expand(base, seed_question.get_sweep(), str(tmp_path))
-    assert len(runs) == 12 and runs[0].name == 'model.bn_position-none__seed-0'
-    variant = sweep.expand(base, seed_question.get_sweep('output_bn'), str(tmp_path))
-    assert len(variant) == 24
-    assert variant[3].name == 'model.bn_position-none__model.bn_on_output-True__seed-0'
+    assert len(runs) == 24
+    assert runs[0].name == 'model.bn_position-none__model.bn_on_output-False__seed-0'
+    assert runs[3].name == 'model.bn_position-none__model.bn_on_output-True__seed-0'
     with pytest.raises(choices.ConfigError, match='no variant; choose one of'):
         seed_question.get_sweep('outputbn')
