@@ -196,7 +196,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= config.norm.momentum < 1.0:
         raise ConfigError(f'config.norm.momentum={config.norm.momentum!r} must be in [0, 1)')
     for path in ('seed', 'cpu_devices', 'num_devices', 'diagnostics.every_steps',
-                 'progress_every_steps', 'data.crop_padding', 'checkpoint.every_steps'):
+                 'progress_every_steps', 'steps_in_flight', 'data.crop_padding',
+                 'checkpoint.every_steps'):
         if _lookup(config, path) < 0:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be 0 or more')
     if config.norm.zero_init_last_scale:

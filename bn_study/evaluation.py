@@ -4,8 +4,6 @@ All three evaluate the same parameters; they differ only in the statistics Batch
 normalizes the test images with (config.eval.stats, choices.EVAL_STATS).
 """
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,7 +113,7 @@ def make_evaluator(config, info, test_split, train_batches, devices: list, layou
         # A fixed sample, the first batches of the seed's first epoch, the same at every
         # evaluation: it keeps PreciseBN from adding sampling noise between checkpoints.
         count = precise_bn_batch_count(config)
-        precise_batches = list(itertools.islice(train_batches(0, count), count))
+        precise_batches = list(train_batches(0, count))
 
     def evaluate_all(state) -> dict:
         results = {}

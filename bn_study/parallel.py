@@ -1,6 +1,8 @@
 """Devices and processes: which devices a run pmaps over, multi-host start-up, and reading
 one replica of a pmapped result."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,6 +18,19 @@ def pmap(fn, devices: list, donate_state: bool = False):
     argument's buffers (the train state) be reused for the result."""
     return jax.pmap(fn, axis_name=BATCH_AXIS, devices=devices,
                     donate_argnums=(0,) if donate_state else ())
+
+
+class StepQueue:
+    """Keeps at most `limit` dispatched computations unfinished (0: no limit): add() waits
+    for the oldest beyond that, so the host runs ahead of the devices by a bounded amount."""
+
+    def __init__(self, limit: int):
+        self.limit, self.pending = limit, collections.deque()
+
+    def add(self, result) -> None:
+        self.pending.append(result)
+        while self.limit and len(self.pending) >= self.limit:
+            jax.block_until_ready(self.pending.popleft())
 
 
 def first_replica(tree):

@@ -17,12 +17,15 @@ from flax import jax_utils
 from bn_study import data, evaluation, parallel, train, vmap_seeds
 
 
-def _timed(fn, calls: int) -> float:
-    """Seconds per call of fn() over `calls` calls, after waiting for the last result."""
+def _timed(fn, calls: int, in_flight: int) -> float:
+    """Seconds per call of fn() over `calls` calls, at most `in_flight` of them unfinished
+    at a time (as training dispatches them), after waiting for the last result."""
     start = time.perf_counter()
+    queue = parallel.StepQueue(in_flight)
     result = None
     for _ in range(calls):
         result = fn()
+        queue.add(result)
     jax.block_until_ready(result)
     return (time.perf_counter() - start) / max(calls, 1)
 
@@ -70,15 +73,15 @@ def measure(config, workdir: str, steps: int, warmup: int) -> dict:
         state, metrics = step(state, next(feed))
         return metrics
     train_compile_s = _compiled(train_call)
-    _timed(train_call, warmup)
-    step_s = _timed(train_call, steps)
+    _timed(train_call, warmup, config.steps_in_flight)
+    step_s = _timed(train_call, steps, config.steps_in_flight)
 
     test = data.eval_batches(data.read_split(setup.builder, 'test'), setup.info,
                              config.eval.batch_size, setup.layout)
     eval_step = parallel.pmap(evaluation.eval_step, setup.devices)
     eval_call = lambda: [eval_step(state, batch) for batch in test]
     eval_compile_s = _compiled(eval_call)
-    eval_s = _timed(eval_call, max(1, steps // 4))
+    eval_s = _timed(eval_call, max(1, steps // 4), config.steps_in_flight)
     test_examples = len(test) * config.eval.batch_size
 
     device = setup.devices[0]
@@ -134,6 +137,7 @@ def vmapped_against_sequential(configs, workdir: str, steps: int, warmup: int) -
     figures = {'members': len(configs), 'devices': len(setup.devices)}
     for name, call in (('sequential', sequential_call), ('vmapped', vmapped_call)):
         figures[f'{name}_compile_s'] = _compiled(call)
-        _timed(call, warmup)
-        figures[f'{name}_examples_per_s'] = examples / _timed(call, steps)
+        _timed(call, warmup, config.steps_in_flight)
+        figures[f'{name}_examples_per_s'] = examples / _timed(call, steps,
+                                                              config.steps_in_flight)
     return figures

@@ -283,10 +283,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
         epoch_metrics = EpochMetrics(step - step % steps_per_epoch + 1,
                                      saved['epoch_losses'], saved['epoch_accuracies'])
         train_iter = batches(step, total_steps)
+        queue = parallel.StepQueue(config.steps_in_flight)
         epoch_start = time.perf_counter()
         while step < total_steps:
             batch = next(train_iter)
             state, metrics = p_train_step(state, batch)
+            queue.add(metrics)
             step += 1
             epoch_metrics.add(metrics)
             progress.after_step(step, metrics)

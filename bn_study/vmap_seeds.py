@@ -95,11 +95,13 @@ def train_seeds(configs: list[ml_collections.ConfigDict], workdirs: list) -> lis
         iterators = [batches_of(c.seed)(0, setup.total_steps) for c in configs]
         every = config.diagnostics.every_steps
         pending, epoch_start = [], time.perf_counter()
+        queue = parallel.StepQueue(config.steps_in_flight)
         for step in range(1, setup.total_steps + 1):
             member_batches = [next(it) for it in iterators]
             # [devices, members, per-device batch, ...]: pmap takes axis 0, vmap the next.
             batch = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *member_batches)
             state, metrics = p_train_step(state, batch)
+            queue.add(metrics)
             pending.append(metrics)
             diagnose = (every and step % every == 0) or step == setup.total_steps
             epoch_end = step % setup.steps_per_epoch == 0

@@ -34,6 +34,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Every N steps, a progress line in the log and TensorBoard: steps/s, examples/s, ETA and
     # the step's loss (one host sync each time); 0: none.
     config.progress_every_steps = 20
+    # Training steps dispatched to the devices that the host has not yet waited for: after
+    # dispatching step N it waits for step N - K + 1. 0: no limit. On simulated CPU devices
+    # a long queue stalls XLA's collectives (seconds at a time) or deadlocks them (measured:
+    # 155 steps dispatched at once aborted after the 40 s rendezvous timeout); 2 keeps the
+    # host one step ahead, as fast as any larger K measured here. Accelerators may use more.
+    config.steps_in_flight = 2
 
     config.model = ml_collections.ConfigDict()
     config.model.name = 'simple_cnn'  # simple_cnn | vgg | resnet | mlp

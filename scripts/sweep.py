@@ -5,9 +5,9 @@
 Rerunning the same command skips complete (and diverged) runs, resumes runs from their
 checkpoints and starts the rest; --dry_run says which and why, and writes nothing.
 --config.a=b overrides apply to every run. Where the runs execute (--launch):
-  local  --workers=N worker processes at once, each pinned to its share of the cores
-         (--cores_per_worker) and GPUs (--gpus_per_worker); --workers=0 runs them one after
-         another in this process.
+  local  one run after another in this process (--workers=0, the default), or --workers=N
+         worker processes at once, each pinned to its share of the cores
+         (--cores_per_worker) and GPUs (--gpus_per_worker).
   tpu    each run in turn on every worker of a TPU VM, over gcloud ssh (--tpu_name,
          --tpu_zone; a gs:// --sweep_dir; the repository checked out at --remote_repo there).
   print  prints one command per run, for Slurm or any other scheduler, and runs nothing.
@@ -31,8 +31,9 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get
 _SWEEP_DIR = flags.DEFINE_string('sweep_dir', None, 'Directory holding one workdir per run.')
 _LAUNCH = flags.DEFINE_enum('launch', 'local', choices.LAUNCHERS, 'Where runs execute.')
 _WORKERS = flags.DEFINE_integer(
-    'workers', 2, 'local: worker processes at once; 0 runs one run after another in this '
-    'process.', lower_bound=0)
+    'workers', 0, 'local: 0 runs one run after another in this process (fastest on a CPU: '
+    'no start-up per run, each run on all cores through config.cpu_devices); N: N worker '
+    'processes at once, e.g. one per GPU with --gpus_per_worker=1.', lower_bound=0)
 _CORES = flags.DEFINE_integer('cores_per_worker', 0, 'local: CPU cores each worker is pinned '
                               'to; 0: an equal share.', lower_bound=0)
 _GPUS = flags.DEFINE_integer('gpus_per_worker', 0, 'local: GPUs each worker sees '
