@@ -82,6 +82,8 @@ def test_a_report_from_records(tmp_path):
     (tmp_path / 'broken' / records.CONFIG_FILE).write_text('{not json')
     text = open(report.write_report(d)).read()
     assert 'Skipped 1 run(s) with unreadable records: broken.' in text
+    # after_act vs none at lr 0.05 and 0.5; lr 0.5 vs 0.05 for each placement.
+    assert 'This report makes 4 paired comparisons.' in text
     assert '## data.name=mnist_5k, model.name=simple_cnn' in text
     assert '## data.name=mnist, model.name=simple_cnn' in text
     assert 'One seed per placement: no intervals or tests' in text  # the mnist section
