@@ -1,32 +1,29 @@
 """A sweep dir to REPORT.md and PNG figures: per-configuration means with 95% intervals,
-paired comparisons of placements on matched seeds, a ranking, learning curves, accuracy
-against a swept learning rate or batch size, activation statistics, and a verdict written
-from the numbers.
+paired comparisons on matched seeds of the compared key's values (the placements, unless
+the study says otherwise), a ranking, the effect of every other swept setting, the
+published claims checked, evaluation kinds side by side, curves, activation statistics,
+and a verdict written from the numbers.
 
 Runs on different datasets or models are never pooled: each (data.name, model.name) is its
-own section. Within one, every varying key but `seed` and the placement separates settings,
-and placements are compared within a setting.
+own section. Within one, every varying key but `seed` and the compared key separates
+settings, and the compared values are ranked within a setting.
 """
 
 import math
 import os
 
-import matplotlib
 import numpy as np
 import pandas as pd
 
-matplotlib.use('Agg')  # files only; no display
-from matplotlib import pyplot as plt  # noqa: E402
+from bn_study import choices, figures, published, records, results, stats, sweep_index
 
-from bn_study import choices, records, results, stats  # noqa: E402
-
-PLACEMENT = 'model.bn_position'
 SEPARATE = ('data.name', 'model.name')  # never pooled, never compared
 METRICS = {'final test accuracy': 'summary.final_test_accuracy',
            'best test accuracy': 'summary.best_test_accuracy',
            'final test loss': 'summary.final_test_loss'}
 AXES = ('optimizer.learning_rate', 'batch_size')  # plotted against when swept
 REPORT_FILE = 'REPORT.md'
+LAST_EPOCHS = 3  # spread across checkpoints: the std of the last epochs' test accuracies
 
 
 def _fmt(value, digits=4) -> str:
@@ -43,13 +40,13 @@ def _interval(interval: stats.Interval, scale: float = 1.0, digits: int = 4) -> 
             f'{interval.high * scale:.{digits}f}]')
 
 
-def _settings(runs: pd.DataFrame) -> list[str]:
-    """Keys other than seed and placement whose values differ between these runs."""
-    return [k for k in results.configuration_keys(runs) if k != PLACEMENT]
+def _settings(runs: pd.DataFrame, compare: str) -> list[str]:
+    """Keys other than seed and the compared one whose values differ between these runs."""
+    return [k for k in results.configuration_keys(runs) if k != compare]
 
 
-def _by_setting(runs: pd.DataFrame):
-    keys = _settings(runs)
+def _by_setting(runs: pd.DataFrame, compare: str):
+    keys = _settings(runs, compare)
     if not keys:
         yield {}, runs
         return
@@ -84,23 +81,23 @@ def configuration_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _per_placement(group: pd.DataFrame) -> dict[str, pd.Series]:
+def _per_option(group: pd.DataFrame, compare: str) -> dict[str, pd.Series]:
     done = group[group['summary.status'] == records.COMPLETE]
-    return {placement: rows.set_index('seed')['summary.final_test_accuracy']
-            for placement, rows in done.groupby(PLACEMENT)}
+    return {str(option): rows.set_index('seed')['summary.final_test_accuracy']
+            for option, rows in done.groupby(compare)}
 
 
-def verdict(per_placement: dict[str, pd.Series]) -> list[str]:
-    """Sentences comparing the best placement with each other one, from the intervals."""
-    if not per_placement:
+def verdict(per_option: dict[str, pd.Series]) -> list[str]:
+    """Sentences comparing the best option with each other one, from the intervals."""
+    if not per_option:
         return ['No run here completed; nothing to compare.']
-    if len(per_placement) < 2:
-        return ['Only one placement has complete runs here; nothing to compare.']
-    ranking = stats.rank(per_placement)
+    if len(per_option) < 2:
+        return ['Only one option has complete runs here; nothing to compare.']
+    ranking = stats.rank(per_option)
     best = ranking[0][0]
     lines = []
     for name, _, _ in ranking[1:]:
-        p = stats.paired(best, per_placement[best], name, per_placement[name])
+        p = stats.paired(best, per_option[best], name, per_option[name])
         d = p.difference
         if d.n < 2:
             lines.append(f'{best} vs {name}: {d.n} matched seed(s), too few for an interval; '
@@ -125,14 +122,14 @@ def _sorted_values(values) -> list:
         return sorted(values, key=str)
 
 
-def effects(section: pd.DataFrame) -> list[dict]:
-    """For each swept key other than seed and the placement: per placement, with the other
-    swept keys held fixed, each of its values against its first, paired on seeds."""
-    keys = _settings(section)
+def effects(section: pd.DataFrame, compare: str) -> list[dict]:
+    """For each swept key other than seed and the compared one: per compared value, with the
+    other swept keys held fixed, each of its values against its first, paired on seeds."""
+    keys = _settings(section, compare)
     done = section[section['summary.status'] == records.COMPLETE]
     rows = []
     for key in keys:
-        held = [PLACEMENT, *(k for k in keys if k != key)]
+        held = [compare, *(k for k in keys if k != key)]
         for fixed, group in done.groupby(held, dropna=False):
             fixed = dict(zip(held, fixed if isinstance(fixed, tuple) else (fixed,)))
             by_value = {v: g.set_index('seed')['summary.final_test_accuracy']
@@ -160,68 +157,49 @@ def effect_sentence(row: dict) -> str:
             f'{judged}.')
 
 
-def _curves(runs: pd.DataFrame, sweep_dir: str, path: str, title: str) -> None:
-    """Test accuracy and train loss against steps: mean and min-max band over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for placement, group in runs.groupby(PLACEMENT):
-        tables = [pd.DataFrame(records.read_metrics(os.path.join(sweep_dir, r)))
-                  for r in group['run']]
-        tables = [t for t in tables if len(t)]
-        if not tables:
-            continue
-        joined = pd.concat(tables).groupby('step')
-        for ax, column in zip(axes, ('test_accuracy', 'train_loss')):
-            mean = joined[column].mean()
-            line, = ax.plot(mean.index, mean.to_numpy(), marker='o', ms=3, label=placement)
-            ax.fill_between(mean.index, joined[column].min(), joined[column].max(),
-                            color=line.get_color(), alpha=0.2)
-    for ax, column in zip(axes, ('test accuracy', 'train loss')):
-        ax.set_xlabel('step')
-        ax.set_ylabel(column)
-        ax.grid(alpha=0.3)
-    axes[0].legend(title='bn_position', fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _against(runs: pd.DataFrame, axis: str, path: str, title: str) -> None:
-    """Final test accuracy against a swept value per placement; diverged runs as x at 0."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for placement, group in runs.groupby(PLACEMENT):
-        done = group[group['summary.status'] == records.COMPLETE]
-        mean = done.groupby(axis)['summary.final_test_accuracy'].mean()
-        line, = ax.plot(mean.index, mean.to_numpy(), marker='o', label=placement)
-        diverged = group[group['summary.status'] == records.DIVERGED]
-        ax.scatter(diverged[axis], np.zeros(len(diverged)), marker='x', color=line.get_color())
-    ax.set_xscale('log')
-    ax.set_xlabel(f'{axis} (x at 0: diverged)')
-    ax.set_ylabel('final test accuracy')
-    ax.grid(alpha=0.3)
-    ax.legend(title='bn_position', fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _diagnostics_table(runs: pd.DataFrame, sweep_dir: str) -> pd.DataFrame | None:
-    """Per configuration and norm layer, at each run's last diagnosed step: the variance of
-    the norm's input and output, mean over seeds."""
+def _diagnostics(runs: pd.DataFrame, sweep_dir: str) -> list[dict]:
+    """Every diagnostics row of every run, with the run's configuration keys."""
     keys = results.configuration_keys(runs)
     rows = []
     for _, run in runs.iterrows():
-        logged = records.read_metrics(os.path.join(sweep_dir, run['run']),
-                                      records.DIAGNOSTICS_FILE)
-        if logged:
-            last = max(r['step'] for r in logged)
-            rows += [{**{k: run[k] for k in keys}, 'layer': r['layer'],
-                      'input_var': r['input_var'], 'output_var': r['output_var']}
-                     for r in logged if r['step'] == last]
-    if not rows:
+        for row in records.read_metrics(os.path.join(sweep_dir, run['run']),
+                                        records.DIAGNOSTICS_FILE):
+            rows.append({**{k: run[k] for k in keys}, 'seed': run['seed'], **row})
+    return rows
+
+
+def _norm_table(rows: list[dict], keys: list[str]) -> pd.DataFrame | None:
+    """Per configuration and norm layer, at each run's last diagnosed step: the variance of
+    the norm's input and output, mean over seeds."""
+    norm_rows = pd.DataFrame([r for r in rows if 'input_var' in r])
+    if norm_rows.empty:
         return None
-    return pd.DataFrame(rows).groupby([*keys, 'layer']).mean().reset_index()
+    last = norm_rows.groupby([*keys, 'seed'])['step'].transform('max')
+    norm_rows = norm_rows[norm_rows['step'] == last]
+    return (norm_rows[[*keys, 'layer', 'input_var', 'output_var']]
+            .groupby([*keys, 'layer']).mean().reset_index())
+
+
+def eval_kinds_table(runs: pd.DataFrame, sweep_dir: str, kinds: tuple) -> pd.DataFrame:
+    """Per configuration and evaluation kind: final test accuracy (mean and 95% interval over
+    seeds) and its spread across checkpoints: the std of the last LAST_EPOCHS epochs' test
+    accuracies, mean over seeds."""
+    keys = results.configuration_keys(runs)
+    done = runs[runs['summary.status'] == records.COMPLETE]
+    rows = []
+    for values, group in done.groupby(keys, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        histories = [records.read_metrics(os.path.join(sweep_dir, r)) for r in group['run']]
+        for kind in kinds:
+            column = f'summary.final_test_accuracy_{kind}'
+            spread = [np.std([row[f'test_accuracy_{kind}'] for row in h[-LAST_EPOCHS:]])
+                      for h in histories if len(h) >= 2]
+            rows.append({**dict(zip(keys, values)), 'eval': kind,
+                         'final test accuracy': _interval(stats.mean_interval(
+                             group[column].dropna() if column in group else [])),
+                         f'std over the last {LAST_EPOCHS} epochs': (
+                             float(np.mean(spread)) if spread else math.nan)})
+    return pd.DataFrame(rows)
 
 
 def _markdown(table: pd.DataFrame, keys=()) -> str:
@@ -234,9 +212,115 @@ def _markdown(table: pd.DataFrame, keys=()) -> str:
     return '\n'.join([header, rule, *body])
 
 
+class _Writer:
+    """Collects the report's lines and counts its paired comparisons."""
+
+    def __init__(self, sweep_dir: str, out_dir: str, spec: published.ReportSpec):
+        self.sweep_dir, self.out_dir, self.spec = sweep_dir, out_dir, spec
+        self.lines, self.comparisons = [], 0
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def figure(self, name: str) -> str:
+        return os.path.join(self.out_dir, name)
+
+    def options(self, title: str, setting: dict, group: pd.DataFrame) -> None:
+        compare = self.spec.compare
+        name = _setting_name(setting)
+        per_option = _per_option(group, compare)
+        self.add(f'### {compare} compared, {name}', '')
+        seeds = [len(v) for v in per_option.values()]
+        if seeds and max(seeds) < 2:
+            self.add('One seed per option: no intervals or tests; rerun with more seeds.', '')
+        if len(per_option) >= 2:
+            self.add('Ranking by mean final test accuracy (ties: options ranked higher whose '
+                     'paired difference interval contains zero):', '')
+            for i, (option, mean, ties) in enumerate(stats.rank(per_option), 1):
+                tie = f' (not distinguishable from {", ".join(ties)})' if ties else ''
+                self.add(f'{i}. {option}: {mean:.4f}{tie}')
+            self.add('', '| a | b | a - b (points) | 95% CI | seeds | paired t-test p |',
+                     '|---|---|---|---|---|---|')
+            names = sorted(per_option)
+            for i, a in enumerate(names):
+                for b in names[i + 1:]:
+                    p = stats.paired(a, per_option[a], b, per_option[b])
+                    self.comparisons += 1
+                    d = p.difference
+                    self.add(f'| {a} | {b} | {_fmt(d.mean * 100, 2)} | '
+                             f'[{_fmt(d.low * 100, 2)}, {_fmt(d.high * 100, 2)}] | {d.n} | '
+                             f'{_fmt(p.p_value, 3)} |')
+            self.add('')
+        self.add('**Verdict.** ' + ' '.join(verdict(per_option)), '')
+        figure = f'curves_{_slug(title + "_" + name)}.png'
+        figures.curves(group, compare, self.sweep_dir, self.figure(figure), f'{title}; {name}')
+        self.add(f'![learning curves]({figure})', '')
+
+    def effects(self, section: pd.DataFrame) -> None:
+        found = effects(section, self.spec.compare)
+        for key in dict.fromkeys(row['key'] for row in found):
+            rows = [row for row in found if row['key'] == key]
+            self.comparisons += len(rows)
+            self.add(f'### Effect of {key}', '',
+                     f'| {self.spec.compare} and fixed settings | change | a - b (points) | '
+                     '95% CI | seeds | paired t-test p |', '|---|---|---|---|---|---|')
+            for row in rows:
+                d = row['difference']
+                held = ', '.join(f'{v}' for v in row['held'].values())
+                self.add(f'| {held} | {row["to"]} - {row["from"]} | {_fmt(d.mean * 100, 2)} '
+                         f'| [{_fmt(d.low * 100, 2)}, {_fmt(d.high * 100, 2)}] | {d.n} | '
+                         f'{_fmt(row["p_value"], 3)} |')
+            self.add('', '**Effect.** ' + ' '.join(effect_sentence(row) for row in rows), '')
+
+    def eval_kinds(self, section: pd.DataFrame) -> None:
+        kinds = {tuple(k) for k in section['eval.stats'].dropna()} if 'eval.stats' in section \
+            else set()
+        if len(kinds) != 1 or len(next(iter(kinds))) < 2:
+            return
+        table = eval_kinds_table(section, self.sweep_dir, next(iter(kinds)))
+        self.add('### Evaluation statistics side by side', '',
+                 'The same trained weights evaluated with each kind of BN statistics (ema: the '
+                 'running averages; precise: PreciseBN; batch: each test batch its own).', '',
+                 _markdown(table, results.configuration_keys(section)), '')
+
+    def diagnostics(self, title: str, section: pd.DataFrame) -> None:
+        keys = results.configuration_keys(section)
+        rows = _diagnostics(section, self.sweep_dir)
+        table = _norm_table(rows, keys)
+        if table is not None:
+            self.add('### Activation statistics at the last diagnosed step (mean over runs)',
+                     '', _markdown(table, keys), '')
+        activations = pd.DataFrame([r for r in rows if 'p50' in r])
+        if not activations.empty:
+            layer = max(activations['layer'], key=lambda name: (len(name), name))
+            figure = f'percentiles_{_slug(title + "_" + layer)}.png'
+            figures.percentiles(activations[activations['layer'] == layer],
+                                self.spec.compare, self.figure(figure),
+                                f'{title}; input of {layer}')
+            self.add(f'### Percentiles of the input of {layer} over training', '',
+                     f'![percentiles]({figure})', '')
+
+    def claims(self, runs: pd.DataFrame) -> None:
+        if not self.spec.claims:
+            return
+        held = [k for k in results.configuration_keys(runs)]
+        outcomes = [o for claim in self.spec.claims for o in published.check(claim, runs, held)]
+        self.comparisons += sum(o.difference.n >= 2 for o in outcomes)
+        verdicts = pd.Series([o.verdict.split(':')[0] for o in outcomes]).value_counts()
+        self.add('## Published results side by side', '',
+                 'Each claim is checked on the runs here, at this study\'s scale, pairing the '
+                 'two sides by seed; a claim is "agrees" when the measured interval is on its '
+                 'side of zero ("no worse" claims: not entirely below zero), "disagrees" when '
+                 'entirely on the other, else "not distinguishable at this scale".', '',
+                 published.TABLE_HEADER, *map(published.outcome_row, outcomes), '',
+                 '**Published.** ' + ', '.join(f'{n} {v}' for v, n in verdicts.items()) +
+                 f' (of {len(outcomes)}).', '')
+
+
 def write_report(sweep_dir: str, out_dir: str = '') -> str:
     """Writes REPORT.md and its figures into out_dir (default: the sweep dir); returns the
-    report's path."""
+    report's path. The study's ReportSpec (compared key, published claims) comes from the
+    sweep dir's sweep.json, if it has one."""
     out_dir = out_dir or sweep_dir
     os.makedirs(out_dir, exist_ok=True)
     corrupt = []
@@ -244,90 +328,57 @@ def write_report(sweep_dir: str, out_dir: str = '') -> str:
     if runs.empty:
         raise choices.ConfigError(f'{sweep_dir} holds no run records (no <run>/config.json); '
                                   'run a sweep into it first')
-    lines = [f'# Report: {os.path.normpath(sweep_dir)}', '',
-             'Generated by `scripts/report.py` from the run records; every number and sentence '
-             'below is computed, none is written by hand. Intervals are 95% t intervals over '
-             'seeds; comparisons pair runs with the same seed.', '']
-    header_end = len(lines)
-    comparisons = 0
+    manifest = sweep_index.read_manifest(sweep_dir) or {}
+    spec = published.ReportSpec.from_json(manifest.get('report'))
+    writer = _Writer(sweep_dir, out_dir, spec)
+    writer.add(f'# Report: {os.path.normpath(sweep_dir)}', '',
+               'Generated by `scripts/report.py` from the run records; every number and '
+               'sentence below is computed, none is written by hand. Intervals are 95% t '
+               'intervals over seeds; comparisons pair runs with the same seed.', '')
+    header_end = len(writer.lines)
     if corrupt:
-        lines += [f'Skipped {len(corrupt)} run(s) with unreadable records: '
-                  f'{", ".join(corrupt)}.', '']
+        writer.add(f'Skipped {len(corrupt)} run(s) with unreadable records: '
+                   f'{", ".join(corrupt)}.', '')
+    writer.claims(runs)
     present = [k for k in SEPARATE if k in runs]
     sections = runs.groupby(present, dropna=False) if present else [((), runs)]
     for values, section in sections:
         values = values if isinstance(values, tuple) else (values,)
         title = ', '.join(f'{k}={v}' for k, v in zip(present, values))
-        lines += [f'## {title}', '', f'{len(section)} runs; {int((section["summary.status"] == records.COMPLETE).sum())} complete, '
-                  f'{int((section["summary.status"] == records.DIVERGED).sum())} diverged.', '',
-                  '### Per configuration', '', _markdown(configuration_table(section),
-                                                                  results.configuration_keys(section)), '']
-        for setting, group in _by_setting(section):
-            name = _setting_name(setting)
-            per_placement = _per_placement(group)
-            lines += [f'### Placements, {name}', '']
-            seeds = [len(v) for v in per_placement.values()]
-            if seeds and max(seeds) < 2:
-                lines += ['One seed per placement: no intervals or tests; rerun with more seeds.',
-                          '']
-            if len(per_placement) >= 2:
-                lines += ['Ranking by mean final test accuracy (ties: placements ranked higher '
-                          'whose paired difference interval contains zero):', '']
-                for i, (placement, mean, ties) in enumerate(stats.rank(per_placement), 1):
-                    tie = f' (not distinguishable from {", ".join(ties)})' if ties else ''
-                    lines.append(f'{i}. {placement}: {mean:.4f}{tie}')
-                lines += ['', '| a | b | a - b (points) | 95% CI | seeds | paired t-test p |',
-                          '|---|---|---|---|---|---|']
-                names = sorted(per_placement)
-                for i, a in enumerate(names):
-                    for b in names[i + 1:]:
-                        p = stats.paired(a, per_placement[a], b, per_placement[b])
-                        comparisons += 1
-                        d = p.difference
-                        lines.append(f'| {a} | {b} | {_fmt(d.mean * 100, 2)} | '
-                                     f'[{_fmt(d.low * 100, 2)}, {_fmt(d.high * 100, 2)}] | '
-                                     f'{d.n} | {_fmt(p.p_value, 3)} |')
-                lines.append('')
-            lines += ['**Verdict.** ' + ' '.join(verdict(per_placement)), '']
-            figure = f'curves_{_slug(title + "_" + name)}.png'
-            _curves(group, sweep_dir, os.path.join(out_dir, figure), f'{title}; {name}')
-            lines += [f'![learning curves]({figure})', '']
-        found = effects(section)
-        for key in dict.fromkeys(row['key'] for row in found):
-            lines += [f'### Effect of {key}', '',
-                      '| placement and fixed settings | change | a - b (points) | 95% CI | seeds '
-                      '| paired t-test p |', '|---|---|---|---|---|---|']
-            rows = [row for row in found if row['key'] == key]
-            comparisons += len(rows)
-            for row in rows:
-                d = row['difference']
-                held = ', '.join(f'{v}' for v in row['held'].values())
-                lines.append(f'| {held} | {row["to"]} - {row["from"]} | {_fmt(d.mean * 100, 2)} '
-                             f'| [{_fmt(d.low * 100, 2)}, {_fmt(d.high * 100, 2)}] | {d.n} | '
-                             f'{_fmt(row["p_value"], 3)} |')
-            lines += ['', '**Effect.** ' + ' '.join(effect_sentence(row) for row in rows), '']
+        complete = int((section['summary.status'] == records.COMPLETE).sum())
+        diverged = int((section['summary.status'] == records.DIVERGED).sum())
+        writer.add(f'## {title}', '',
+                   f'{len(section)} runs; {complete} complete, {diverged} diverged.', '',
+                   '### Per configuration', '',
+                   _markdown(configuration_table(section), results.configuration_keys(section)),
+                   '')
+        if spec.compare not in section:
+            writer.add(f'No run here sets {spec.compare}; nothing to compare.', '')
+            continue
+        for setting, group in _by_setting(section, spec.compare):
+            writer.options(title, setting, group)
+        writer.effects(section)
         for axis in AXES:
             if axis in results.configuration_keys(section):
                 figure = f'against_{_slug(title + "_" + axis)}.png'
-                _against(section, axis, os.path.join(out_dir, figure), title)
-                lines += [f'### Final test accuracy against {axis}', '', f'![{axis}]({figure})',
-                          '']
-        diagnostics = _diagnostics_table(section, sweep_dir)
-        if diagnostics is not None:
-            lines += ['### Activation statistics at the last diagnosed step (mean over runs)',
-                      '', _markdown(diagnostics, results.configuration_keys(section)), '']
-    lines[header_end:header_end] = [
-        f'This report makes {comparisons} paired comparisons. Each interval and p-value holds '
-        'for its own comparison and is not adjusted for the others: at 95%, about 1 in 20 '
-        'comparisons of equal configurations excludes zero by chance.', '']
+                figures.against(section, spec.compare, axis, writer.figure(figure), title)
+                writer.add(f'### Final test accuracy against {axis}', '',
+                           f'![{axis}]({figure})', '')
+        writer.eval_kinds(section)
+        writer.diagnostics(title, section)
+    writer.lines[header_end:header_end] = [
+        f'This report makes {writer.comparisons} paired comparisons. Each interval and p-value '
+        'holds for its own comparison and is not adjusted for the others: at 95%, about 1 in '
+        '20 comparisons of equal configurations excludes zero by chance.', '']
     path = os.path.join(out_dir, REPORT_FILE)
-    records.write_text_atomically(path, '\n'.join(lines))
+    records.write_text_atomically(path, '\n'.join(writer.lines))
     return path
 
 
 def verdict_lines(report_path: str) -> list[str]:
     """The written report's section titles and verdicts, to print at the end of a sweep."""
+    prefixes = ('## ', '### Effect', '**Verdict.**', '**Effect.**', '**Published.**')
     with open(report_path) as f:
         return [line.lstrip('#* ').replace('Verdict.** ', '  ').replace('Effect.** ', '  ')
-                for line in f if line.startswith(('## ', '### Placements', '**Verdict.**',
-                                                  '### Effect', '**Effect.**'))]
+                .replace('Published.** ', '  ') for line in f
+                if line.startswith(prefixes) or ' compared, ' in line]

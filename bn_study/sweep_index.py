@@ -36,10 +36,12 @@ def read_manifest(sweep_dir) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def record_sweep(sweep_dir, base: ml_collections.ConfigDict, runs) -> None:
-    """Adds the runs to sweep.json. A sweep dir belongs to one base config: another sweep's
-    runs (a different base config) are refused, naming the differing keys. Adding runs
-    (more seeds, another learning rate) to the same base is fine."""
+def record_sweep(sweep_dir, base: ml_collections.ConfigDict, runs,
+                 report_spec: dict | None = None) -> None:
+    """Adds the runs to sweep.json, and the study's report spec (published.ReportSpec as
+    JSON: what the report compares and checks) if given. A sweep dir belongs to one base
+    config: another sweep's runs (a different base config) are refused, naming the differing
+    keys. Adding runs (more seeds, another learning rate) to the same base is fine."""
     with locked(sweep_dir):
         manifest = read_manifest(sweep_dir) or {'base_config': json.loads(base.to_json()),
                                                 'runs': {}}
@@ -50,6 +52,8 @@ def record_sweep(sweep_dir, base: ml_collections.ConfigDict, runs) -> None:
                 f'{", ".join(differences)}); use a new --sweep_dir')
         for run in runs:
             manifest['runs'][run.name] = run.overrides
+        if report_spec is not None:
+            manifest['report'] = report_spec
         records.write_text_atomically(epath.Path(sweep_dir) / MANIFEST_FILE,
                           json.dumps(manifest, indent=2, sort_keys=True, default=list))
 

@@ -23,8 +23,8 @@ import jax  # noqa: E402
 from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from bn_study import (choices, cli, launch, parallel, records, results, sweep,  # noqa: E402
-                      sweep_index)
+from bn_study import (choices, cli, launch, parallel, published, records, results,  # noqa
+                      sweep, sweep_index)
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
                                           lock_config=True)
@@ -65,6 +65,14 @@ def _check_flags() -> None:
         launch.check_cloud_sweep_dir(_SWEEP_DIR.value)
 
 
+def _report_spec() -> dict:
+    """The study's published.ReportSpec as JSON (its get_report(arg); the default spec if it
+    has none), for sweep.json."""
+    module, arg = cli.config_module(config_flags.get_config_filename(flags.FLAGS['config']))
+    spec = module.get_report(arg) if hasattr(module, 'get_report') else published.ReportSpec()
+    return spec.to_json()
+
+
 def _expand() -> list[sweep.Run]:
     """Every run of the sweep, validated, and the sweep dir checked against them."""
     module, arg = cli.config_module(config_flags.get_config_filename(flags.FLAGS['config']))
@@ -84,7 +92,7 @@ def _work(runs: list[sweep.Run]) -> None:
     parallel.split_cpu(runs[0].config.cpu_devices)
     writer = jax.process_index() == 0
     if writer:
-        sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs)
+        sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs, _report_spec())
     todo = []
     for run in runs:
         action, reason = sweep.next_action(run)
@@ -146,7 +154,7 @@ def main(argv):
         for command in launch.scheduler_commands(groups, invocation, _REMOTE_PYTHON.value):
             print(command)
         return
-    sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs)
+    sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs, _report_spec())
     sweep_index.update_index(_SWEEP_DIR.value)
     for run, action, reason in plan:
         logging.info('%s %s: %s', action, run.name, reason)

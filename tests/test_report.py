@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import pytest
 
-from bn_study import choices, records, report, stats, sweep
+from bn_study import choices, published, records, report, stats, sweep, sweep_index
 from configs import default
 
 
@@ -78,15 +78,23 @@ def test_a_report_from_records(tmp_path):
     _run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': 5.0, 'seed': 0}, 0,
          records.DIVERGED)
     _run(d, {'data.name': 'mnist', 'seed': 0}, 0.99)  # another dataset: its own section
+    claim = published.Claim('a paper', '0.9 vs 0.8', {'model.bn_position': 'after_act'},
+                            {'model.bn_position': 'none'})
+    sweep_index.record_sweep(d, default.get_config(), [],
+                             published.ReportSpec(claims=(claim,)).to_json())
     os.makedirs(tmp_path / 'broken')
     (tmp_path / 'broken' / records.CONFIG_FILE).write_text('{not json')
     text = open(report.write_report(d)).read()
     assert 'Skipped 1 run(s) with unreadable records: broken.' in text
     # after_act vs none at lr 0.05 and 0.5; lr 0.5 vs 0.05 for each placement.
-    assert 'This report makes 4 paired comparisons.' in text
+    # ... and the claim, per dataset and learning rate (lr 5.0 and mnist: no pair to check).
+    assert 'This report makes 6 paired comparisons.' in text
+    assert ('| a paper | bn_position=after_act beats bn_position=none | 0.9 vs 0.8 | '
+            'name=mnist_5k, learning_rate=0.05 | +5.00 [5.00, 5.00] | 3 | - | agrees |') in text
+    assert '| name=mnist_5k, learning_rate=5.0 | - | 0 | - | not measured |' in text
     assert '## data.name=mnist_5k, model.name=simple_cnn' in text
     assert '## data.name=mnist, model.name=simple_cnn' in text
-    assert 'One seed per placement: no intervals or tests' in text  # the mnist section
+    assert 'One seed per option: no intervals or tests' in text  # the mnist section
     assert ('after_act beats none by 5.00 points of test accuracy, 95% CI [5.00, 5.00], over 3 '
             'seeds.') in text
     assert '| after_act | 0.05 | 0.9550 [0.9426, 0.9674] |' in text  # t(0.975, 2) * 0.005 / sqrt(3)

@@ -1,0 +1,147 @@
+"""What a study's report compares: the config key whose values it ranks, and the published
+orderings it checks the measured runs against (REFERENCES.md holds the sources).
+
+A study config declares them in `get_report(arg)`; the sweep stores them in sweep.json,
+so `scripts/report.py` needs nothing but the sweep dir. The verdict on each claim comes from
+the measured paired interval, never from a hand-written sentence.
+"""
+
+import dataclasses
+import math
+
+import pandas as pd
+
+from bn_study import choices, records, stats
+
+KINDS = ('beats', 'no_worse')  # better > worse; better >= worse (only the reverse refutes)
+EVAL = 'eval'  # a side's key naming an evaluation kind (choices.EVAL_STATS), not a config key
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A published ordering: the configuration `better` over `worse` in final test accuracy.
+
+    Each side is a dict of config values (dotted keys) picking its runs; the key 'eval'
+    instead picks the evaluation kind whose accuracy counts (test_accuracy_<kind>), so two
+    sides may be the same runs evaluated two ways. `where` holds values both sides share.
+    """
+    source: str  # where it was published, e.g. 'He et al. 2016, Table 2'
+    published: str  # the published numbers, e.g. 'error 6.61% vs 8.17% (ResNet-110)'
+    better: dict
+    worse: dict
+    kind: str = 'beats'
+    where: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise choices.ConfigError(f'claim kind {self.kind!r} is not valid; choose one of: '
+                                      f'{", ".join(KINDS)}')
+
+    def describe(self) -> str:
+        relation = 'beats' if self.kind == 'beats' else 'is no worse than'
+        return f'{_side_name(self.better)} {relation} {_side_name(self.worse)}'
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSpec:
+    """How a study's report reads its runs."""
+    compare: str = 'model.bn_position'  # the key whose values are ranked and paired
+    claims: tuple[Claim, ...] = ()
+
+    def to_json(self) -> dict:
+        return {'compare': self.compare, 'claims': [dataclasses.asdict(c) for c in self.claims]}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> 'ReportSpec':
+        if not data:
+            return cls()
+        return cls(data['compare'], tuple(Claim(**c) for c in data['claims']))
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A claim checked on one group of runs (the swept keys it does not name held fixed)."""
+    claim: Claim
+    held: dict
+    difference: stats.Interval  # better - worse, in accuracy
+    p_value: float
+    verdict: str
+
+
+def _side_name(side: dict) -> str:
+    return ', '.join(f'{k.split(".")[-1]}={v}' for k, v in side.items()) or 'all'
+
+
+def _metric(side: dict) -> str:
+    kind = side.get(EVAL)
+    return f'summary.final_test_accuracy_{kind}' if kind else 'summary.final_test_accuracy'
+
+
+def _matching(runs: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """The runs whose config has every value given (eval aside)."""
+    mask = pd.Series(True, index=runs.index)
+    for key, value in values.items():
+        if key == EVAL:
+            continue
+        if key not in runs:
+            return runs.iloc[0:0]
+        mask &= runs[key].map(lambda v, want=value: v == want)
+    return runs[mask]
+
+
+def _verdict(claim: Claim, difference: stats.Interval, better_done: int,
+             worse_diverged: int, worse_runs: int) -> str:
+    if difference.n == 0:
+        if better_done and worse_runs and worse_diverged == worse_runs:
+            return f'agrees: the worse side diverged on all {worse_runs} seeds'
+        return 'not measured'
+    if difference.n < 2:
+        return 'too few seeds to judge'
+    if difference.high < 0:
+        return 'disagrees'
+    if claim.kind == 'no_worse' or difference.low > 0:
+        return 'agrees'
+    return 'not distinguishable at this scale'
+
+
+def check(claim: Claim, runs: pd.DataFrame, held_keys: list[str]) -> list[Outcome]:
+    """The claim on every combination of `held_keys` (swept keys the claim does not name),
+    pairing the two sides' runs by seed."""
+    named = set(claim.better) | set(claim.worse) | set(claim.where)
+    held_keys = [k for k in held_keys if k not in named and k in runs]
+    scope = _matching(runs, claim.where)
+    groups = scope.groupby(held_keys, dropna=False) if held_keys else [((), scope)]
+    outcomes = []
+    for values, group in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        sides = []
+        for side in (claim.better, claim.worse):
+            chosen = _matching(group, side)
+            done = chosen[chosen['summary.status'] == records.COMPLETE]
+            metric = _metric(side)
+            series = (done.set_index('seed')[metric].dropna() if metric in done
+                      else pd.Series(dtype=float))
+            diverged = int((chosen['summary.status'] == records.DIVERGED).sum())
+            sides.append((series, diverged, len(chosen)))
+        (better, _, _), (worse, worse_diverged, worse_runs) = sides
+        paired = stats.paired('better', better, 'worse', worse)
+        outcomes.append(Outcome(claim, dict(zip(held_keys, values)), paired.difference,
+                                paired.p_value, _verdict(claim, paired.difference, len(better),
+                                                         worse_diverged, worse_runs)))
+    return outcomes
+
+
+def outcome_row(outcome: Outcome) -> str:
+    """One markdown table row: source, claim, published, held settings, measured, verdict."""
+    d = outcome.difference
+    held = ', '.join(f'{k.split(".")[-1]}={v}' for k, v in outcome.held.items()) or '-'
+    measured = '-' if d.n == 0 else (
+        f'{d.mean * 100:+.2f}' if d.n < 2 else
+        f'{d.mean * 100:+.2f} [{d.low * 100:.2f}, {d.high * 100:.2f}]')
+    p = '-' if math.isnan(outcome.p_value) else f'{outcome.p_value:.3f}'
+    return (f'| {outcome.claim.source} | {outcome.claim.describe()} | {outcome.claim.published} '
+            f'| {held} | {measured} | {d.n} | {p} | {outcome.verdict} |')
+
+
+TABLE_HEADER = ('| source | claim | published | held fixed | measured better - worse (points, '
+                '95% CI) | seeds | p | verdict |\n|---|---|---|---|---|---|---|---|')
