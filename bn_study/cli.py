@@ -78,7 +78,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        sys.exit(f'error: {e}')
+        # A config file's get_config refusing its argument reaches here as config_flags'
+        # ValueError, whose text is a whole traceback; its last line is the one to show.
+        last = str(e).strip().splitlines()[-1]
+        sys.exit(f'error: {last.split("ConfigError: ", 1)[1]}' if 'ConfigError: ' in last
+                 else f'error: {e}')
     except (KeyError, AttributeError) as e:  # config_flags' error for an unknown key
         sys.exit(f'error: {unknown_key_message(argv) or e}')
 

@@ -124,6 +124,12 @@ def check(claim: Claim, runs: pd.DataFrame, held_keys: list[str]) -> list[Outcom
             diverged = int((chosen['summary.status'] == records.DIVERGED).sum())
             sides.append((series, diverged, len(chosen)))
         (better, _, _), (worse, worse_diverged, worse_runs) = sides
+        if better.index.has_duplicates or worse.index.has_duplicates:
+            outcomes.append(Outcome(claim, dict(zip(held_keys, values)),
+                                    stats.mean_interval([]), math.nan,
+                                    'ambiguous: a side matches several runs per seed; name '
+                                    'more keys in the claim'))
+            continue
         paired = stats.paired('better', better, 'worse', worse)
         outcomes.append(Outcome(claim, dict(zip(held_keys, values)), paired.difference,
                                 paired.p_value, _verdict(claim, paired.difference, len(better),

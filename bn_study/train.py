@@ -269,7 +269,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
         uses_batch_stats = bool(jax.tree.leaves(state.batch_stats))
         state = jax_utils.replicate(state, local_devices)
         p_train_step = pmapped_train_step(devices)
-        p_signal_step = parallel.pmap(diagnostics.signal_step, devices)
+        percentiles = tuple(config.diagnostics.percentiles)
+        p_signal_step = parallel.pmap(diagnostics.make_signal_step(percentiles), devices)
         augment = data.augmentation(config.data, info)
         batches = lambda first, last: data.train_batches(
             shards, info, augment, config.data.crop_padding, config.batch_size, layout,
@@ -295,7 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
             if (every and step % every == 0) or step == total_steps:
                 record.log_diagnostics(step, diagnostics.rows(
                     step, first_replica(p_signal_step(state, batch)),
-                    first_replica(state.batch_stats)))
+                    first_replica(state.batch_stats), percentiles))
             epoch_end = step % steps_per_epoch == 0
             if epoch_end or checkpoints.due(step, total_steps):
                 bad_step = epoch_metrics.fetch()

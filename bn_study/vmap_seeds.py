@@ -89,7 +89,8 @@ def train_seeds(configs: list[ml_collections.ConfigDict], workdirs: list) -> lis
     elapsed = lambda: time.perf_counter() - start
     try:
         p_train_step = pmapped_group_step(setup.devices)
-        p_signal_step = parallel.pmap(diagnostics.signal_step, setup.devices)
+        percentiles = tuple(config.diagnostics.percentiles)
+        p_signal_step = parallel.pmap(diagnostics.make_signal_step(percentiles), setup.devices)
         replicate = lambda tree: jax_utils.replicate(tree, setup.local_devices)
         state = replicate(stack(states))
         iterators = [batches_of(c.seed)(0, setup.total_steps) for c in configs]
@@ -117,7 +118,7 @@ def train_seeds(configs: list[ml_collections.ConfigDict], workdirs: list) -> lis
                 if diagnose:
                     member.record.log_diagnostics(step, diagnostics.rows(
                         step, first_replica(p_signal_step(member_state, member_batches[k])),
-                        _one(host_state.batch_stats, k)))
+                        _one(host_state.batch_stats, k), percentiles))
                 if epoch_end:
                     _end_epoch(member, step, k, fetched, member_state, setup, elapsed(),
                                time.perf_counter() - epoch_start)

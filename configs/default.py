@@ -107,6 +107,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Per-norm-layer signal statistics on a training batch every N steps and after the last
     # step (diagnostics.jsonl); 0: after the last step only.
     config.diagnostics.every_steps = 50
+    # Percentiles (0-100) of the input of each activation's first unit or channel over the
+    # whole batch, logged with the diagnostics (plain blocks: simple_cnn, vgg, mlp); () for
+    # none. Ioffe & Szegedy's Figure 1 draws (15, 50, 85).
+    config.diagnostics.percentiles = ()
 
     config.data = ml_collections.ConfigDict()
     # mnist_5k (embedded, offline) | mnist | fashion_mnist | cifar10 | cifar100 | svhn_cropped,

@@ -95,13 +95,20 @@ def test_signal_diagnostics_report_each_norm_layer(make_config):
     state = _mlp_state(make_config, model__bn_position='before_act')
     devices = jax.devices()[:4]
     batch = _batches(1, 16, 4)[0]
-    p_signal = jax.pmap(diagnostics.signal_step, axis_name=BATCH_AXIS, devices=devices)
+    percentiles = (15, 50, 85)
+    p_signal = jax.pmap(diagnostics.make_signal_step(percentiles), axis_name=BATCH_AXIS,
+                        devices=devices)
     running = jax.tree.map(lambda v: np.full_like(v, 3.0), state.batch_stats)
     replicated = jax_utils.replicate(state.replace(batch_stats=running), devices)
     rows = diagnostics.rows(7, first_replica(p_signal(replicated, batch)),
-                            first_replica(replicated.batch_stats))
-    assert [r['layer'] for r in rows] == ['norm_fc1', 'norm_fc2']
+                            first_replica(replicated.batch_stats), percentiles)
+    assert [r['layer'] for r in rows] == ['norm_fc1', 'norm_fc2', 'act_fc1', 'act_fc2']
     _, out = _global_forward(state, batch['image'].reshape(16, 28, 28, 1))
+    # BN before the activation: the sigmoid's input is the norm's output; its first unit's
+    # percentiles over all 16 examples, gathered from the 4 devices.
+    sigmoid_input = np.asarray(out['intermediates']['norm_fc2_out'][0])[:, 0]
+    expected = np.percentile(sigmoid_input, percentiles)
+    assert [rows[3][f'p{q}'] for q in percentiles] == pytest.approx(expected, abs=1e-5)
     fc1 = np.asarray(out['intermediates']['fc1_out'][0], np.float64)
     row = rows[0]
     assert row['step'] == 7

@@ -200,6 +200,8 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
     ({'eval__stats': ('running',)}, 'choose one of: ema, precise, batch'),
     ({'norm__zero_init_last_scale': True}, 'needs a residual branch'),
     ({'num_devices': -1}, 'num_devices=-1 must be 0'),
+    ({'steps_in_flight': -2}, 'steps_in_flight=-2 must be 0 or more'),
+    ({'diagnostics__percentiles': (15, 150)}, r'has 150; percentiles lie in 0\.\.100'),
     ({'schedule__name': 'step', 'schedule__step_boundaries_epochs': (3, 3)},
      'must be strictly increasing'),
     ({'schedule__step_boundaries_epochs': (9,)}, 'before the last epoch'),

@@ -9,6 +9,7 @@ from typing import Callable
 
 import flax.linen as nn
 
+from bn_study.diagnostics import ACTIVATION_INPUTS
 from bn_study.models.pooling import max_pool_2x2
 from bn_study.norms import NormFactory
 
@@ -50,6 +51,8 @@ def plain_block(module: nn.Module, x, name: str, make_layer: Callable, norm: Nor
         elif op == 'norm':
             x = record(module, f'norm_{name}', norm(f'norm_{name}')(x, train))
         elif op == 'act':
+            if module.is_mutable_collection(ACTIVATION_INPUTS):  # diagnostics ask for it
+                module.sow(ACTIVATION_INPUTS, f'act_{name}', x[..., 0])
             x = record(module, f'act_{name}', activation(x))
         else:
             x = record(module, f'pool_{name}', max_pool(x))

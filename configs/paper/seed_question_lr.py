@@ -1,0 +1,67 @@
+"""The seed question against the learning rate: does BN, and where it sits, let the seed CNN
+train at rates where it diverges without BN?
+
+Every placement (none, before_act, after_act, after_pool) x learning rates 0.0125, 0.05,
+0.2, 0.8, 3.2 (the default 0.05 and factors of 4 around it) x seeds; the report draws final
+test accuracy against the rate per placement, diverged runs marked.
+
+Published (../shared/REFERENCES.md): Ioffe & Szegedy 2015 (BN before the nonlinearity)
+trained Inception with BN at 5x and 30x the base learning rate (BN-x5 73.0%, BN-x30 74.8%
+top-1; plain Inception at 5x diverged); the caffenet-benchmark, the evidence of the
+well-known Stack Overflow answer, has BN after the ReLU ahead of before it (ImageNet top-1
+0.499 vs 0.474 without scale and bias, 0.493 vs 0.478 with).
+
+Commands:
+    python scripts/sweep.py --config=configs/paper/seed_question_lr.py:cpu \
+        --sweep_dir=studies/seed_question_lr_cpu --report_dir=results/paper/seed_question_lr_cpu
+    python scripts/sweep.py --config=configs/paper/seed_question_lr.py \
+        --sweep_dir=gs://BUCKET/seed_question_lr --launch=tpu --tpu_name=... --tpu_zone=...
+Variants:
+    (none)  full: the official MNIST (60,000 / 10,000), 20 epochs, seeds 0-4: 100 runs.
+            About 1 h on one GPU (estimated from the CPU's per-step cost; not measured).
+    cpu     the embedded digits, 5 epochs, seeds 0-2: 60 runs; time on a 2-core CPU in
+            WORKSPACE.md ("Studies").
+"""
+
+from bn_study import choices, published, sweep
+from configs import default
+from configs.paper import common
+
+LEARNING_RATES = (0.0125, 0.05, 0.2, 0.8, 3.2)
+
+
+def get_config(arg: str | None = None):
+    variant = common.variant(arg, __file__)
+    config = default.get_config()
+    if variant == common.FULL:
+        config.data.name = 'mnist'
+        config.data.manual_dir = common.MNIST_MANUAL_DIR
+        config.num_epochs = 20
+    else:
+        config.num_epochs = 5
+    return config
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+    seeds = range(5) if common.variant(arg, __file__) == common.FULL else range(3)
+    return sweep.product({'model.bn_position': choices.BN_POSITIONS,
+                          'optimizer.learning_rate': LEARNING_RATES, 'seed': seeds})
+
+
+def get_report(arg: str | None = None) -> published.ReportSpec:
+    del arg
+    ioffe = 'Ioffe & Szegedy 2015 (Inception, ImageNet)'
+    caffenet = 'caffenet-benchmark (CaffeNet128, ImageNet top-1)'
+    at = lambda position, lr: {'model.bn_position': position, 'optimizer.learning_rate': lr}
+    return published.ReportSpec('model.bn_position', (
+        published.Claim(caffenet, '0.499 vs 0.474', {'model.bn_position': 'after_act'},
+                        {'model.bn_position': 'before_act'}),
+        published.Claim(ioffe, 'BN-Baseline 72.7% vs Inception 72.2% at the same rate',
+                        {'model.bn_position': 'before_act'}, {'model.bn_position': 'none'}),
+        # BN-x5 and BN-x30 trained where plain Inception at 5x diverged: at the two largest
+        # rates here (16x and 64x the default), BN before the activation against none.
+        published.Claim(ioffe, 'BN-x5 73.0% vs Inception-x5 diverged', at('before_act', 0.8),
+                        at('none', 0.8)),
+        published.Claim(ioffe, 'BN-x30 74.8% vs Inception-x5 diverged', at('before_act', 3.2),
+                        at('none', 3.2)),
+    ))

@@ -1,0 +1,110 @@
+"""Every paper config loads in both variants, expands its sweep into valid runs, names only
+real config keys in its claims, and its scaled-down variant trains a step: no config rots."""
+
+import glob
+import importlib
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from flax import jax_utils
+
+from bn_study import choices, data, published, sweep, train
+from tests.conftest import REPO
+
+STUDIES = sorted(os.path.basename(p)[:-3]
+                 for p in glob.glob(os.path.join(REPO, 'configs', 'paper', '*.py'))
+                 if not os.path.basename(p).startswith(('_', 'common')))
+
+
+def _module(name):
+    return importlib.import_module(f'configs.paper.{name}')
+
+
+def test_the_six_studies_are_there():
+    assert STUDIES == ['caffenet_bn', 'he2016_units', 'ioffe2015_mnist', 'seed_question_lr',
+                       'wuhe2018_groupnorm', 'wujohnson2021_precisebn']
+
+
+@pytest.mark.parametrize('name', STUDIES)
+@pytest.mark.parametrize('arg', [None, 'cpu'])
+def test_a_study_expands_into_valid_runs_and_checkable_claims(name, arg, tmp_path):
+    module = _module(name)
+    base = module.get_config(arg)
+    choices.validate(base)
+    runs = sweep.expand(base, module.get_sweep(arg), str(tmp_path))
+    assert len(runs) >= 12 and len({r.name for r in runs}) == len(runs)
+    assert len({r.overrides.get('seed', base.seed) for r in runs}) >= 3  # intervals need seeds
+    spec = module.get_report(arg)
+    assert published.ReportSpec.from_json(spec.to_json()) == spec
+    assert sweep.unknown_key(base, spec.compare) is None
+    for claim in spec.claims:
+        for side in (claim.better, claim.worse, claim.where):
+            for key, value in side.items():
+                if key == published.EVAL:
+                    assert value in base.eval.stats
+                    continue
+                assert sweep.unknown_key(base, key) is None, (claim, key)
+                # Each named value is one that some run has: the claim can be checked.
+                assert any(r.overrides.get(key, _get(base, key)) == value for r in runs), (
+                    claim, key, value)
+    docstring = module.__doc__
+    assert f'configs/paper/{name}.py:cpu' in docstring and 'GPU' in docstring
+
+
+def _get(config, key):
+    for part in key.split('.'):
+        config = config[part]
+    return config
+
+
+def test_a_config_argument_that_is_no_variant_is_refused():
+    with pytest.raises(choices.ConfigError, match=r'he2016_units.py:gpu is no variant; '
+                                                  r'choose one of: \(none, the full protocol\)'):
+        _module('he2016_units').get_config('gpu')
+
+
+def _first_run(name, arg, data_dir, tmp_path):
+    module = _module(name)
+    config = sweep.expand(module.get_config(arg), module.get_sweep(arg),
+                          str(tmp_path / 'sweep'))[0].config
+    # This process's JAX has conftest's 4 devices; the studies run on 2 (cpu_devices=2).
+    config.cpu_devices, config.num_devices = 0, 2
+    config.data.data_dir = data_dir if config.data.name == data.EMBEDDED_NAME else str(
+        tmp_path / 'tfds')
+    return config
+
+
+@pytest.mark.parametrize('name', STUDIES)
+def test_the_scaled_down_variant_trains_a_step(name, data_dir, tmp_path):
+    config = _first_run(name, 'cpu', data_dir, tmp_path)
+    with tfds.testing.mock_data(num_examples=2 * config.batch_size):  # mnist: no download
+        setup = train.prepare(config, str(tmp_path / 'run'))
+    batch = next(data.train_batches(setup.shards, setup.info,
+                                    data.augmentation(config.data, setup.info),
+                                    config.data.crop_padding, config.batch_size, setup.layout,
+                                    config.seed, 0, 1))
+    state = jax_utils.replicate(train.initial_state(config, setup), setup.local_devices)
+    _, metrics = train.pmapped_train_step(setup.devices)(state, batch)
+    assert np.isfinite(np.asarray(metrics['loss'])).all()
+    assert bool(np.asarray(metrics['finite']).all())
+
+
+@pytest.mark.parametrize('name', STUDIES)
+def test_the_full_variant_builds_its_models_on_its_data(name, tmp_path):
+    """The published protocol's datasets (under TFDS's mock data) and every model of the
+    sweep pass every check a run makes before it trains; compiling them is left to the
+    accelerators they are meant for."""
+    module = _module(name)
+    runs = sweep.expand(module.get_config(None), module.get_sweep(None), str(tmp_path / 's'))
+    distinct = {r.config.model.to_json() + r.config.norm.to_json(): r for r in runs}
+    for run in distinct.values():
+        config = run.config
+        config.cpu_devices = 0
+        config.num_devices = 1  # one device: every batch size of the sweep splits over it
+        config.data.data_dir = str(tmp_path / 'tfds')
+        with tfds.testing.mock_data(num_examples=2 * config.batch_size):
+            train.prepare(config, str(tmp_path / 'run'))
+    assert jax.device_count() == 4  # untouched
