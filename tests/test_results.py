@@ -1,6 +1,5 @@
 """Tables from run records: configurations are told apart by every varying key but seed."""
 
-import numpy as np
 import pandas as pd
 
 from bn_study import results

@@ -1,8 +1,6 @@
 """Sweeps as data: declaration, names, the checks before anything runs, what a rerun does
 with each run, the index under concurrent writers, and the launchers' exact commands."""
 
-import csv
-import json
 import multiprocessing
 import os
 import subprocess

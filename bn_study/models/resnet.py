@@ -3,7 +3,6 @@
 `bn_position` names the residual unit; UNIT_ORDER spells out where its norms and ReLUs go.
 """
 
-import functools
 from typing import Any
 
 import flax.linen as nn
