@@ -13,7 +13,9 @@ import pandas as pd
 
 from bn_study import choices, records, stats
 
-KINDS = ('beats', 'no_worse')  # better > worse; better >= worse (only the reverse refutes)
+# beats: better > worse; no_worse: better >= worse, refuted only by an interval entirely
+# below zero, and "consistent" (not confirmed) when the interval contains zero.
+KINDS = ('beats', 'no_worse')
 EVAL = 'eval'  # a side's key naming an evaluation kind (choices.EVAL_STATS), not a config key
 
 
@@ -99,8 +101,10 @@ def _verdict(claim: Claim, difference: stats.Interval, better_done: int,
         return 'too few seeds to judge'
     if difference.high < 0:
         return 'disagrees'
-    if claim.kind == 'no_worse' or difference.low > 0:
+    if difference.low > 0:
         return 'agrees'
+    if claim.kind == 'no_worse':  # not refuted; an interval around zero shows no tie either
+        return 'consistent: not distinguishable at this scale'
     return 'not distinguishable at this scale'
 
 

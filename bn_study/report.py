@@ -21,7 +21,8 @@ SEPARATE = ('data.name', 'model.name')  # never pooled, never compared
 METRICS = {'final test accuracy': 'summary.final_test_accuracy',
            'best test accuracy': 'summary.best_test_accuracy',
            'final test loss': 'summary.final_test_loss'}
-AXES = ('optimizer.learning_rate', 'batch_size')  # plotted against when swept
+# Plotted against when swept (and not the compared key itself).
+AXES = ('optimizer.learning_rate', 'batch_size', 'norm.ghost_batch_size')
 REPORT_FILE = 'REPORT.md'
 LAST_EPOCHS = 3  # spread across checkpoints: the std of the last epochs' test accuracies
 
@@ -309,9 +310,9 @@ class _Writer:
         verdicts = pd.Series([o.verdict.split(':')[0] for o in outcomes]).value_counts()
         self.add('## Published results side by side', '',
                  'Each claim is checked on the runs here, at this study\'s scale, pairing the '
-                 'two sides by seed; a claim is "agrees" when the measured interval is on its '
-                 'side of zero ("no worse" claims: not entirely below zero), "disagrees" when '
-                 'entirely on the other, else "not distinguishable at this scale".', '',
+                 'two sides by seed: "agrees" when the 95% interval of better - worse lies '
+                 'above zero, "disagrees" when it lies below, else "not distinguishable at this '
+                 'scale" (for "no worse" claims, "consistent": not refuted, not confirmed).', '',
                  published.TABLE_HEADER, *map(published.outcome_row, outcomes), '',
                  '**Published.** ' + ', '.join(f'{n} {v}' for v, n in verdicts.items()) +
                  f' (of {len(outcomes)}).', '')
@@ -359,7 +360,7 @@ def write_report(sweep_dir: str, out_dir: str = '') -> str:
             writer.options(title, setting, group)
         writer.effects(section)
         for axis in AXES:
-            if axis in results.configuration_keys(section):
+            if axis != spec.compare and axis in results.configuration_keys(section):
                 figure = f'against_{_slug(title + "_" + axis)}.png'
                 figures.against(section, spec.compare, axis, writer.figure(figure), title)
                 writer.add(f'### Final test accuracy against {axis}', '',

@@ -55,7 +55,7 @@ def test_noisy_differences_are_not_distinguishable_and_no_worse_claims_hold_then
     assert _verdicts(beats) == {None: 'not distinguishable at this scale'}
     no_worse = _claim({'model.bn_position': 'none'}, {'model.bn_position': 'after_act'},
                       'no_worse', {'optimizer.learning_rate': 0.1})
-    assert _verdicts(no_worse) == {None: 'agrees'}
+    assert _verdicts(no_worse) == {None: 'consistent: not distinguishable at this scale'}
 
 
 def test_a_worse_side_that_diverged_everywhere_agrees_with_the_claim():
@@ -71,6 +71,14 @@ def test_evaluation_kinds_compare_the_same_runs():
     assert outcome.difference.mean == pytest.approx(0.01) and outcome.verdict == 'agrees'
     assert '| source | eval=precise beats eval=ema | 1 vs 2 | - | +1.00 [1.00, 1.00] | 3 |' in (
         published.outcome_row(outcome))
+
+
+def test_a_side_matching_several_runs_per_seed_is_ambiguous_not_averaged():
+    claim = _claim({'model.bn_position': 'after_act'}, {'model.bn_position': 'before_act'},
+                   where={})
+    (outcome,) = published.check(claim, RUNS, [])  # lr not held: two after_act runs per seed
+    assert outcome.verdict.startswith('ambiguous: a side matches several runs per seed')
+    assert outcome.difference.n == 0
 
 
 def test_specs_round_trip_through_json_and_bad_kinds_are_refused():
