@@ -256,6 +256,22 @@ class _Writer:
         figure = f'curves_{_slug(title + "_" + name)}.png'
         figures.curves(group, compare, self.sweep_dir, self.figure(figure), f'{title}; {name}')
         self.add(f'![learning curves]({figure})', '')
+        self.percentiles(f'{title}; {name}', group)
+
+    def percentiles(self, title: str, group: pd.DataFrame) -> None:
+        """The logged percentiles of the last activation's input over training, per compared
+        value, for one setting (scales differ between settings)."""
+        rows = pd.DataFrame([r for r in _diagnostics(group, self.sweep_dir) if 'p50' in r])
+        if rows.empty:
+            return
+        layer = max(rows['layer'], key=lambda name: (len(name), name))  # act_fc3 > act_fc1
+        figure = f'percentiles_{_slug(title + "_" + layer)}.png'
+        if self.spec.compare not in rows:  # the compared key does not vary here
+            rows[self.spec.compare] = group[self.spec.compare].iloc[0]
+        figures.percentiles(rows[rows['layer'] == layer], self.spec.compare,
+                            self.figure(figure), f'{title}; input of {layer}')
+        self.add(f'Percentiles of the input of {layer} over training (mean over seeds):', '',
+                 f'![percentiles]({figure})', '')
 
     def effects(self, section: pd.DataFrame) -> None:
         found = effects(section, self.spec.compare)
@@ -284,22 +300,13 @@ class _Writer:
                  'running averages; precise: PreciseBN; batch: each test batch its own).', '',
                  _markdown(table, results.configuration_keys(section)), '')
 
-    def diagnostics(self, title: str, section: pd.DataFrame) -> None:
+    def diagnostics(self, section: pd.DataFrame) -> None:
         keys = results.configuration_keys(section)
         rows = _diagnostics(section, self.sweep_dir)
         table = _norm_table(rows, keys)
         if table is not None:
             self.add('### Activation statistics at the last diagnosed step (mean over runs)',
                      '', _markdown(table, keys), '')
-        activations = pd.DataFrame([r for r in rows if 'p50' in r])
-        if not activations.empty:
-            layer = max(activations['layer'], key=lambda name: (len(name), name))
-            figure = f'percentiles_{_slug(title + "_" + layer)}.png'
-            figures.percentiles(activations[activations['layer'] == layer],
-                                self.spec.compare, self.figure(figure),
-                                f'{title}; input of {layer}')
-            self.add(f'### Percentiles of the input of {layer} over training', '',
-                     f'![percentiles]({figure})', '')
 
     def claims(self, runs: pd.DataFrame) -> None:
         if not self.spec.claims:
@@ -366,7 +373,7 @@ def write_report(sweep_dir: str, out_dir: str = '') -> str:
                 writer.add(f'### Final test accuracy against {axis}', '',
                            f'![{axis}]({figure})', '')
         writer.eval_kinds(section)
-        writer.diagnostics(title, section)
+        writer.diagnostics(section)
     writer.lines[header_end:header_end] = [
         f'This report makes {writer.comparisons} paired comparisons. Each interval and p-value '
         'holds for its own comparison and is not adjusted for the others: at 95%, about 1 in '

@@ -59,7 +59,9 @@ def _run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
         record.log_epoch({'epoch': epoch, 'step': 31 * epoch, 'train_loss': 1.0 / epoch,
                           'test_accuracy': accuracy - 0.05 / epoch})
     record.log_diagnostics(62, [{'step': 62, 'layer': 'norm_conv1', 'input_var': 2.0,
-                                 'output_var': 1.0}])
+                                 'output_var': 1.0},
+                                {'step': 62, 'layer': 'act_fc1', 'p15': -1.0, 'p50': 0.0,
+                                 'p85': 1.0}])
     summary = {'status': status}
     if status == records.COMPLETE:
         summary.update(final_test_accuracy=accuracy, best_test_accuracy=accuracy,
@@ -107,8 +109,10 @@ def test_a_report_from_records(tmp_path):
             'of test accuracy, 95% CI [-2.00, -2.00], over 3 seeds: distinguishable from no '
             'change.') in text
     assert 'optimizer.learning_rate=5.0 instead of' not in text
+    assert 'Percentiles of the input of act_fc1 over training' in text
     pngs = [f for f in os.listdir(d) if f.endswith('.png')]
-    assert len(pngs) == 1 + 3 + 1  # lr figure, 3 lr settings' curves, mnist curves
+    # lr figure; per lr setting and for mnist: curves and activation-input percentiles
+    assert len(pngs) == 1 + 2 * (3 + 1)
 
 
 def test_an_empty_sweep_dir_is_an_error(tmp_path):
