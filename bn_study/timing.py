@@ -53,11 +53,9 @@ def measure(config, workdir: str, steps: int, warmup: int) -> dict:
     augment = data.augmentation(config.data, setup.info)
     calls = warmup + steps + 1
 
-    def pipeline():
-        return data.train_batches(setup.shards, setup.info, augment, config.data.crop_padding,
-                                  config.batch_size, setup.layout, config.seed, 0, calls)
     start = time.perf_counter()
-    batches = pipeline()
+    batches = data.train_batches(setup.shards, setup.info, augment, config.data.crop_padding,
+                                 config.batch_size, setup.layout, config.seed, 0, calls)
     first = next(batches)
     pipeline_start_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -82,7 +80,7 @@ def measure(config, workdir: str, steps: int, warmup: int) -> dict:
     eval_call = lambda: [eval_step(state, batch) for batch in test]
     eval_compile_s = _compiled(eval_call)
     eval_s = _timed(eval_call, max(1, steps // 4), config.steps_in_flight)
-    test_examples = len(test) * config.eval.batch_size
+    test_examples = len(test) * config.eval.batch_size  # a padded last batch counts whole
 
     device = setup.devices[0]
     return {
