@@ -22,6 +22,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (scripts/benchmark.py). With global BN statistics (the default) the experiment is the
     # same on any device count, up to float rounding (WORKSPACE.md, Determinism).
     config.cpu_devices = 2
+    # With cpu_devices > 0: False runs each device's XLA kernels on one thread
+    # (--xla_cpu_multi_thread_eigen=false). Threaded kernels on devices that share few cores
+    # can deadlock XLA's CPU all-reduce (seen here: an abort after the 40 s rendezvous
+    # timeout, once in about 200 runs); one thread per device is as fast here (WORKSPACE.md).
+    config.cpu_multithreaded_kernels = False
     config.num_devices = 0  # local devices to pmap over: 0 = all, N = the first N
     # JAX's persistent compilation cache: a program compiled once (e.g. by another seed of the
     # same config, or a resumed run) is read back instead of compiled again, in any process
