@@ -59,17 +59,19 @@ def batch_moments_step(state, batch: dict) -> dict:
     return jax.lax.pmean(moments, BATCH_AXIS)
 
 
-def precise_batch_stats(p_batch_moments_step, state, batches) -> dict:
+def precise_batch_stats(p_batch_moments_step, state, batches, in_flight: int) -> dict:
     """PreciseBN (Wu & Johnson 2021): population statistics with equal weight per batch.
 
     The mean is the average of batch means; the variance is the average E[x^2] minus the
     squared mean, so over equal batches of a whole split both are its exact statistics.
-    Returns replicated batch_stats shaped like state.batch_stats.
+    Returns replicated batch_stats shaped like state.batch_stats. At most `in_flight` batches
+    are dispatched and unfinished at a time (config.steps_in_flight), as in training.
     """
-    totals = None
+    totals, queue = None, parallel.StepQueue(in_flight)
     for batch in batches:
         moments = p_batch_moments_step(state, batch)
         totals = moments if totals is None else jax.tree.map(jnp.add, totals, moments)
+        queue.add(totals)
     population = jax.tree.map(lambda t: t / len(batches), totals)
 
     def to_stats(layer):
@@ -79,9 +81,13 @@ def precise_batch_stats(p_batch_moments_step, state, batches) -> dict:
                         is_leaf=lambda x: isinstance(x, dict) and 'mean_sq' in x)
 
 
-def evaluate(p_step, state, batches) -> dict:
-    """Test loss and accuracy over the whole (masked) test split."""
-    sums = [p_step(state, batch) for batch in batches]
+def evaluate(p_step, state, batches, in_flight: int) -> dict:
+    """Test loss and accuracy over the whole (masked) test split, at most `in_flight`
+    batches dispatched and unfinished at a time."""
+    sums, queue = [], parallel.StepQueue(in_flight)
+    for batch in batches:
+        sums.append(p_step(state, batch))
+        queue.add(sums[-1])
     # psum gives every device the totals; read one replica (multi-host safe).
     sums = first_replica(sums)
     totals = jax.tree.map(lambda *xs: float(np.sum(xs)), *sums)
@@ -100,6 +106,9 @@ def make_evaluator(config, info, test_split, train_batches, devices: list, layou
     """
     pmap = lambda fn: parallel.pmap(fn, devices)
     kinds = tuple(config.eval.stats)
+    # Bounded as training is: PreciseBN's 80 batches dispatched at once deadlocked XLA's CPU
+    # all-reduce between simulated devices (twice in the Wu & Johnson study).
+    in_flight = config.steps_in_flight
     test = data.eval_batches(test_split, info, config.eval.batch_size, layout)
     p_eval = pmap(eval_step)
     if uses_batch_stats and 'batch' in kinds:
@@ -119,14 +128,16 @@ def make_evaluator(config, info, test_split, train_batches, devices: list, layou
         results = {}
         for kind in kinds:
             if not uses_batch_stats:
-                results[kind] = results.get(kinds[0]) or evaluate(p_eval, state, test)
+                results[kind] = (results.get(kinds[0])
+                                 or evaluate(p_eval, state, test, in_flight))
             elif kind == 'ema':
-                results[kind] = evaluate(p_eval, state, test)
+                results[kind] = evaluate(p_eval, state, test, in_flight)
             elif kind == 'precise':
-                stats = precise_batch_stats(p_moments, state, precise_batches)
-                results[kind] = evaluate(p_eval, state.replace(batch_stats=stats), test)
+                stats = precise_batch_stats(p_moments, state, precise_batches, in_flight)
+                results[kind] = evaluate(p_eval, state.replace(batch_stats=stats), test,
+                                         in_flight)
             else:
-                results[kind] = evaluate(p_batch_eval, state, train_sized_test)
+                results[kind] = evaluate(p_batch_eval, state, train_sized_test, in_flight)
         row = {'test_loss': results[kinds[0]]['loss'],
                'test_accuracy': results[kinds[0]]['accuracy']}
         for kind, result in results.items():

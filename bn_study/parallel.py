@@ -2,7 +2,6 @@
 one replica of a pmapped result."""
 
 import collections
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +11,6 @@ from jax.experimental import multihost_utils
 
 from bn_study import choices
 from bn_study.norms import BATCH_AXIS
-
-# XLA's CPU kernels on one thread each. With several simulated devices on few cores, a
-# device's threaded kernel can wait for pool threads that another device holds while it
-# waits in an all-reduce for the first: the rendezvous then aborts the process after 40 s.
-SINGLE_THREADED_KERNELS = '--xla_cpu_multi_thread_eigen=false'
 
 
 def pmap(fn, devices: list, donate_state: bool = False):
@@ -60,10 +54,9 @@ def use_compilation_cache(directory: str) -> None:
         jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
-def split_cpu(cpu_devices: int, multithreaded_kernels: bool) -> None:
-    """Splits the CPU into `cpu_devices` devices (0: leave JAX's default), each running its
-    kernels on one thread unless `multithreaded_kernels`. Only possible before JAX's first
-    computation in the process; later, only if it started that way."""
+def split_cpu(cpu_devices: int) -> None:
+    """Splits the CPU into `cpu_devices` devices (0: leave JAX's default). Only possible
+    before JAX's first computation in the process; later, only if it started that way."""
     if not cpu_devices:
         return
     try:
@@ -74,10 +67,6 @@ def split_cpu(cpu_devices: int, multithreaded_kernels: bool) -> None:
                 f'config.cpu_devices={cpu_devices} but JAX already started with '
                 f'{len(jax.local_devices(backend="cpu"))} CPU devices; it must be set '
                 'before the first JAX computation of the process, or left 0') from None
-        return
-    if not multithreaded_kernels:
-        # Read when the CPU backend starts, which has not happened (the update above passed).
-        os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_KERNELS}"
 
 
 def select_devices(config: ml_collections.ConfigDict) -> tuple[list, list]:
@@ -86,7 +75,7 @@ def select_devices(config: ml_collections.ConfigDict) -> tuple[list, list]:
     Splits the CPU into config.cpu_devices first if asked. A multi-host run uses every
     device of every process; a single process may pmap over its first config.num_devices.
     """
-    split_cpu(config.cpu_devices, config.cpu_multithreaded_kernels)
+    split_cpu(config.cpu_devices)
     local = jax.local_devices()
     if jax.process_count() > 1:
         if config.num_devices:

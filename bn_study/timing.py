@@ -77,7 +77,7 @@ def measure(config, workdir: str, steps: int, warmup: int) -> dict:
     test = data.eval_batches(data.read_split(setup.builder, 'test'), setup.info,
                              config.eval.batch_size, setup.layout)
     eval_step = parallel.pmap(evaluation.eval_step, setup.devices)
-    eval_call = lambda: [eval_step(state, batch) for batch in test]
+    eval_call = lambda: evaluation.evaluate(eval_step, state, test, config.steps_in_flight)
     eval_compile_s = _compiled(eval_call)
     eval_s = _timed(eval_call, max(1, steps // 4), config.steps_in_flight)
     test_examples = len(test) * config.eval.batch_size  # a padded last batch counts whole

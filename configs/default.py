@@ -22,11 +22,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (scripts/benchmark.py). With global BN statistics (the default) the experiment is the
     # same on any device count, up to float rounding (WORKSPACE.md, Determinism).
     config.cpu_devices = 2
-    # With cpu_devices > 0: False runs each device's XLA kernels on one thread
-    # (--xla_cpu_multi_thread_eigen=false). Threaded kernels on devices that share few cores
-    # can deadlock XLA's CPU all-reduce (seen here: an abort after the 40 s rendezvous
-    # timeout, once in about 200 runs); one thread per device is as fast here (WORKSPACE.md).
-    config.cpu_multithreaded_kernels = False
     config.num_devices = 0  # local devices to pmap over: 0 = all, N = the first N
     # JAX's persistent compilation cache: a program compiled once (e.g. by another seed of the
     # same config, or a resumed run) is read back instead of compiled again, in any process
@@ -39,11 +34,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Every N steps, a progress line in the log and TensorBoard: steps/s, examples/s, ETA and
     # the step's loss (one host sync each time); 0: none.
     config.progress_every_steps = 20
-    # Training steps dispatched to the devices that the host has not yet waited for: after
-    # dispatching step N it waits for step N - K + 1. 0: no limit. On simulated CPU devices
-    # a long queue stalls XLA's collectives (seconds at a time) or deadlocks them (measured:
-    # 155 steps dispatched at once aborted after the 40 s rendezvous timeout); 2 keeps the
-    # host one step ahead, as fast as any larger K measured here. Accelerators may use more.
+    # Training steps (and evaluation or PreciseBN batches) dispatched to the devices that the
+    # host has not yet waited for: after dispatching step N it waits for step N - K + 1.
+    # 0: no limit. On simulated CPU devices a long queue stalls XLA's collectives (seconds at
+    # a time) or deadlocks them (measured: 155 training steps, or PreciseBN's 80 batches,
+    # dispatched at once aborted after the 40 s rendezvous timeout); 2 keeps the host one
+    # step ahead, as fast as any larger K measured here. Accelerators may use more.
     config.steps_in_flight = 2
 
     config.model = ml_collections.ConfigDict()

@@ -89,8 +89,7 @@ def _work(runs: list[sweep.Run]) -> None:
     from bn_study import vmap_seeds  # TensorFlow and the models: only where runs train
     # Before this process's first JAX computation (jax.process_index is one): a sweep's
     # runs share one process, so the first run's device split serves them all.
-    first = runs[0].config
-    parallel.split_cpu(first.cpu_devices, first.cpu_multithreaded_kernels)
+    parallel.split_cpu(runs[0].config.cpu_devices)
     writer = jax.process_index() == 0
     if writer:
         sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs, _report_spec())

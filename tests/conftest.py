@@ -3,13 +3,9 @@
 import os
 import sys
 
-from bn_study.parallel import SINGLE_THREADED_KERNELS  # noqa: E402 (imports JAX, starts nothing)
-
-# Must precede JAX's first computation of the session, so it lives here, not in a fixture.
-# Single-threaded kernels as a run's config.cpu_multithreaded_kernels=False gives them.
-os.environ['XLA_FLAGS'] = (f"{os.environ.get('XLA_FLAGS', '')} "
-                           f'--xla_force_host_platform_device_count=4 {SINGLE_THREADED_KERNELS}'
-                           ).strip()
+# Must precede the first JAX import of the session, so it lives here, not in a fixture.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=4').strip()
 
 import pytest  # noqa: E402
 

@@ -37,7 +37,8 @@ def test_precise_bn_over_a_split_equals_its_exact_population_statistics(make_con
     batches = _batches(6, 16, 4)
     replicated = jax_utils.replicate(state, devices)
     p_moments = jax.pmap(evaluation.batch_moments_step, axis_name=BATCH_AXIS, devices=devices)
-    precise = train.unreplicate(evaluation.precise_batch_stats(p_moments, replicated, batches))
+    precise = train.unreplicate(
+        evaluation.precise_batch_stats(p_moments, replicated, batches, in_flight=2))
 
     # Directly: every norm's input over the whole split, each example computed in train mode
     # within its own normalization batch (16 examples, 4 per device, or ghosts of 4).

@@ -2,16 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import choices, data, evaluation, models, optim, parallel, records, train
-from tests.conftest import REPO
+from bn_study import choices, data, evaluation, models, optim, records, train
 
 
 def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global',
@@ -258,18 +255,3 @@ def test_cifar10_trains_under_mock_data(make_config, tmp_path):
     assert summary['status'] == records.COMPLETE and summary['steps'] == 4
     # 3 input channels reach conv1: 3*3*3*32 kernel weights.
     assert summary['num_params'] > 0 and 0.0 <= summary['final_test_accuracy'] <= 1.0
-
-
-@pytest.mark.parametrize('multithreaded', [False, True])
-def test_split_cpu_gives_single_threaded_kernels_unless_asked(multithreaded):
-    """A fresh process (this one's JAX has started): the split, and XLA's flag in XLA_FLAGS
-    before the backend starts exactly when kernels are to run on one thread."""
-    code = ('import os, jax; from bn_study import parallel; '
-            f'parallel.split_cpu(3, {multithreaded}); '
-            'print(len(jax.devices()), os.environ.get("XLA_FLAGS", ""))')
-    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-    done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, cwd=REPO, check=True)
-    count, *flags = done.stdout.split()
-    assert count == '3'
-    assert (parallel.SINGLE_THREADED_KERNELS in flags) == (not multithreaded)
