@@ -19,7 +19,7 @@ Variants:
             0-4: 25 runs. About 2 h on one GPU (estimated, not measured). CIFAR-10 must be
             prepared in data.data_dir (tfds build cifar10) on a machine with network.
     cpu     the seed CNN (BN after conv1, conv2, fc1) on the embedded digits, 5 epochs, the
-            default solver, seeds 0-2: 15 runs; time in WORKSPACE.md ("Studies").
+            default solver, seeds 0-2: 15 runs; 2 min 53 s on a 2-core CPU (measured).
 """
 
 from bn_study import published, sweep
