@@ -195,7 +195,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be positive')
     if not 0.0 <= config.norm.momentum < 1.0:
         raise ConfigError(f'config.norm.momentum={config.norm.momentum!r} must be in [0, 1)')
-    bad = [q for q in config.diagnostics.percentiles if not 0 <= q <= 100]
+    bad = [q for q in config.diagnostics.percentiles
+           if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100]
     if bad:
         raise ConfigError(f'config.diagnostics.percentiles={tuple(config.diagnostics.percentiles)}'
                           f' has {bad[0]!r}; percentiles lie in 0..100, e.g. (15, 50, 85)')

@@ -2,6 +2,7 @@
 a swept value, and percentiles of an activation's input over training."""
 
 import os
+import re
 
 import matplotlib
 import numpy as np
@@ -61,14 +62,20 @@ def against(runs: pd.DataFrame, compare: str, axis: str, path: str, title: str) 
     _save(fig, path, title)
 
 
+def percentile_columns(keys) -> list[str]:
+    """The percentile names among `keys` ('p15', 'p2.5': diagnostics.rows writes p{q:g}),
+    in increasing order."""
+    return sorted((k for k in keys if re.fullmatch(r'p\d+(\.\d+)?', str(k))),
+                  key=lambda k: float(k[1:]))
+
+
 def percentiles(rows: pd.DataFrame, compare: str, path: str, title: str) -> None:
     """One panel per compared value: the logged percentiles of an activation's input against
     steps (mean over seeds), as Ioffe & Szegedy's Figure 1 (b, c) draws them."""
     options = sorted(rows[compare].unique(), key=str)
     fig, axes = plt.subplots(1, len(options), figsize=(4 * len(options), 3.4), squeeze=False,
                              sharey=True)
-    columns = sorted((c for c in rows if c.startswith('p') and c[1:].isdigit()),
-                     key=lambda c: int(c[1:]))
+    columns = percentile_columns(rows.columns)
     for ax, option in zip(axes[0], options):
         mean = rows[rows[compare] == option].groupby('step')[columns].mean()
         for column in columns:

@@ -255,7 +255,3 @@ def scheduler_commands(groups: list[list[sweep.Run]], invocation: Invocation,
 
 def is_local(sweep_dir: str) -> bool:
     return '://' not in sweep_dir
-
-
-def ensure_dir(sweep_dir: str) -> None:
-    epath.Path(sweep_dir).mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,10 @@ class StepQueue:
         self.limit, self.pending = limit, collections.deque()
 
     def add(self, result) -> None:
+        if not self.limit:  # nothing to wait for, so nothing to keep alive
+            return
         self.pending.append(result)
-        while self.limit and len(self.pending) >= self.limit:
+        while len(self.pending) >= self.limit:
             jax.block_until_ready(self.pending.popleft())
 
 

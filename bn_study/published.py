@@ -17,6 +17,7 @@ from bn_study import choices, records, stats
 # below zero, and "consistent" (not confirmed) when the interval contains zero.
 KINDS = ('beats', 'no_worse')
 EVAL = 'eval'  # a side's key naming an evaluation kind (choices.EVAL_STATS), not a config key
+NEVER_POOLED = ('data.name', 'model.name')  # runs on different ones are never compared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,28 +92,56 @@ def _matching(runs: pd.DataFrame, values: dict) -> pd.DataFrame:
     return runs[mask]
 
 
-def _verdict(claim: Claim, difference: stats.Interval, better_done: int,
-             worse_diverged: int, worse_runs: int) -> str:
+def _verdict(claim: Claim, difference: stats.Interval, better: tuple, worse: tuple) -> str:
+    """From the paired interval; `better` and `worse` are each side's (complete seeds,
+    diverged runs, runs). A side that diverged on every seed loses to one that trained."""
+    (better_done, better_diverged, better_runs) = better
+    (worse_done, worse_diverged, worse_runs) = worse
     if difference.n == 0:
         if better_done and worse_runs and worse_diverged == worse_runs:
             return f'agrees: the worse side diverged on all {worse_runs} seeds'
+        if worse_done and better_runs and better_diverged == better_runs:
+            return f'disagrees: the better side diverged on all {better_runs} seeds'
         return 'not measured'
     if difference.n < 2:
-        return 'too few seeds to judge'
-    if difference.high < 0:
-        return 'disagrees'
-    if difference.low > 0:
-        return 'agrees'
-    if claim.kind == 'no_worse':  # not refuted; an interval around zero shows no tie either
-        return 'consistent: not distinguishable at this scale'
-    return 'not distinguishable at this scale'
+        verdict = 'too few seeds to judge'
+    elif difference.high < 0:
+        verdict = 'disagrees'
+    elif difference.low > 0:
+        verdict = 'agrees'
+    elif claim.kind == 'no_worse':  # not refuted; an interval around zero shows no tie either
+        verdict = 'consistent: not distinguishable at this scale'
+    else:
+        verdict = 'not distinguishable at this scale'
+    # Diverged seeds have no accuracy to pair; say so rather than drop them silently.
+    dropped = [f'the {name} side diverged on {diverged} of {runs} seeds'
+               for name, diverged, runs in (('better', better_diverged, better_runs),
+                                            ('worse', worse_diverged, worse_runs)) if diverged]
+    return verdict + ''.join(f'; {note}' for note in dropped)
+
+
+def _follows_from_the_sides(key: str, sides: list[pd.DataFrame]) -> bool:
+    """True if `key` takes one value on each side and different values on the two: it is
+    set by the named keys (e.g. a learning rate scaled with the normalization batch), and
+    holding it fixed would leave the two sides in different groups."""
+    values = [side[key].unique() for side in sides]
+    return all(len(v) == 1 for v in values) and values[0][0] != values[1][0]
+
+
+def _held_keys(claim: Claim, runs: pd.DataFrame, swept: list[str]) -> list[str]:
+    """The swept keys to hold fixed: those the claim does not name, except keys that follow
+    from the named ones; datasets and models are always held (never pooled)."""
+    named = set(claim.better) | set(claim.worse) | set(claim.where)
+    scope = _matching(runs, claim.where)
+    sides = [_matching(scope, side) for side in (claim.better, claim.worse)]
+    return [k for k in swept if k not in named and k in runs
+            and (k in NEVER_POOLED or not _follows_from_the_sides(k, sides))]
 
 
 def check(claim: Claim, runs: pd.DataFrame, held_keys: list[str]) -> list[Outcome]:
-    """The claim on every combination of `held_keys` (swept keys the claim does not name),
-    pairing the two sides' runs by seed."""
-    named = set(claim.better) | set(claim.worse) | set(claim.where)
-    held_keys = [k for k in held_keys if k not in named and k in runs]
+    """The claim on every combination of the swept keys it does not name (but see
+    _held_keys), pairing the two sides' runs by seed."""
+    held_keys = _held_keys(claim, runs, held_keys)
     scope = _matching(runs, claim.where)
     groups = scope.groupby(held_keys, dropna=False) if held_keys else [((), scope)]
     outcomes = []
@@ -127,7 +156,7 @@ def check(claim: Claim, runs: pd.DataFrame, held_keys: list[str]) -> list[Outcom
                       else pd.Series(dtype=float))
             diverged = int((chosen['summary.status'] == records.DIVERGED).sum())
             sides.append((series, diverged, len(chosen)))
-        (better, _, _), (worse, worse_diverged, worse_runs) = sides
+        (better, better_diverged, better_runs), (worse, worse_diverged, worse_runs) = sides
         if better.index.has_duplicates or worse.index.has_duplicates:
             outcomes.append(Outcome(claim, dict(zip(held_keys, values)),
                                     stats.mean_interval([]), math.nan,
@@ -135,9 +164,10 @@ def check(claim: Claim, runs: pd.DataFrame, held_keys: list[str]) -> list[Outcom
                                     'more keys in the claim'))
             continue
         paired = stats.paired('better', better, 'worse', worse)
-        outcomes.append(Outcome(claim, dict(zip(held_keys, values)), paired.difference,
-                                paired.p_value, _verdict(claim, paired.difference, len(better),
-                                                         worse_diverged, worse_runs)))
+        outcomes.append(Outcome(
+            claim, dict(zip(held_keys, values)), paired.difference, paired.p_value,
+            _verdict(claim, paired.difference, (len(better), better_diverged, better_runs),
+                     (len(worse), worse_diverged, worse_runs))))
     return outcomes
 
 

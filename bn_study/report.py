@@ -11,13 +11,14 @@ settings, and the compared values are ranked within a setting.
 
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
 
 from bn_study import choices, figures, published, records, results, stats, sweep_index
 
-SEPARATE = ('data.name', 'model.name')  # never pooled, never compared
+SEPARATE = published.NEVER_POOLED  # each its own section
 METRICS = {'final test accuracy': 'summary.final_test_accuracy',
            'best test accuracy': 'summary.best_test_accuracy',
            'final test loss': 'summary.final_test_loss'}
@@ -104,15 +105,26 @@ def verdict(per_option: dict[str, pd.Series]) -> list[str]:
             lines.append(f'{best} vs {name}: {d.n} matched seed(s), too few for an interval; '
                          f'difference {_fmt(d.mean * 100, 2)} points.')
         elif d.excludes_zero():
+            # The ranking's means are over each option's own seeds; on the shared seeds the
+            # lower-ranked option can be the better one.
+            winner, loser, sign = (best, name, 1) if d.mean > 0 else (name, best, -1)
             test = '' if math.isnan(p.p_value) else f' (paired t-test p={p.p_value:.3f})'
-            lines.append(f'{best} beats {name} by {d.mean * 100:.2f} points of test accuracy, '
-                         f'95% CI [{d.low * 100:.2f}, {d.high * 100:.2f}], over {d.n} seeds'
-                         f'{test}.')
+            low, high = sorted((sign * d.low * 100, sign * d.high * 100))
+            lines.append(f'{winner} beats {loser} by {sign * d.mean * 100:.2f} points of test '
+                         f'accuracy, 95% CI [{low:.2f}, {high:.2f}], over {d.n} seeds{test}.')
         else:
             lines.append(f'{best} and {name} are not distinguishable at this scale: '
                          f'difference {d.mean * 100:.2f} points, 95% CI [{d.low * 100:.2f}, '
                          f'{d.high * 100:.2f}], over {d.n} seeds.')
     return lines
+
+
+def _forward_position(layer: str) -> tuple:
+    """Where an activation's input lies in the forward pass: plain blocks (models/blocks.py)
+    name their layers conv1, conv2, ... then fc1, fc2, ...; diagnostics rows are sorted by
+    name, which puts act_conv2 after act_fc1."""
+    match = re.fullmatch(r'act_(conv|fc)(\d+)', layer.rsplit('/', 1)[-1])
+    return (match.group(1) == 'fc', int(match.group(2))) if match else (False, -1)
 
 
 def _sorted_values(values) -> list:
@@ -261,10 +273,11 @@ class _Writer:
     def percentiles(self, title: str, group: pd.DataFrame) -> None:
         """The logged percentiles of the last activation's input over training, per compared
         value, for one setting (scales differ between settings)."""
-        rows = pd.DataFrame([r for r in _diagnostics(group, self.sweep_dir) if 'p50' in r])
+        rows = pd.DataFrame([r for r in _diagnostics(group, self.sweep_dir)
+                             if figures.percentile_columns(r)])
         if rows.empty:
             return
-        layer = max(rows['layer'], key=lambda name: (len(name), name))  # act_fc3 > act_fc1
+        layer = max(rows['layer'], key=_forward_position)
         figure = f'percentiles_{_slug(title + "_" + layer)}.png'
         if self.spec.compare not in rows:  # the compared key does not vary here
             rows[self.spec.compare] = group[self.spec.compare].iloc[0]
@@ -314,7 +327,8 @@ class _Writer:
         held = [k for k in results.configuration_keys(runs)]
         outcomes = [o for claim in self.spec.claims for o in published.check(claim, runs, held)]
         self.comparisons += sum(o.difference.n >= 2 for o in outcomes)
-        verdicts = pd.Series([o.verdict.split(':')[0] for o in outcomes]).value_counts()
+        # Counted by the verdict's first words; after ':' or ';' come details.
+        verdicts = pd.Series([re.split('[:;]', o.verdict)[0] for o in outcomes]).value_counts()
         self.add('## Published results side by side', '',
                  'Each claim is checked on the runs here, at this study\'s scale, pairing the '
                  'two sides by seed: "agrees" when the 95% interval of better - worse lies '

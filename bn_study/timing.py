@@ -113,12 +113,15 @@ def vmapped_against_sequential(configs, workdir: str, steps: int, warmup: int) -
     solo_step = train.pmapped_train_step(setup.devices)
     solo_states = [replicate(s) for s in states]
     solo_feed = itertools.cycle(list(zip(*member_batches)))
+    # Each of the K solo steps counts against steps_in_flight, as in training.
+    solo_queue = parallel.StepQueue(config.steps_in_flight)
 
     def sequential_call():
         step_batches = next(solo_feed)
         metrics = []
         for k, batch in enumerate(step_batches):
             solo_states[k], m = solo_step(solo_states[k], batch)
+            solo_queue.add(m)
             metrics.append(m)
         return metrics
 

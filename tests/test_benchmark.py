@@ -84,8 +84,7 @@ def test_the_project_figures_come_from_its_real_steps(make_config, tmp_path):
                          model__simple_cnn__hidden_features=32)
     figures = timing.measure(config, str(tmp_path), steps=3, warmup=1)
     assert figures['devices'] == 4 and figures['batch_size'] == 128
-    assert figures['train_step_ms'] == pytest.approx(128 / figures['train_examples_per_s']
-                                                     * 1e3)
+    assert figures['platform'] == 'cpu' and figures['steps'] == 3
     for key in ('train_compile_s', 'eval_examples_per_s', 'pipeline_examples_per_s',
                 'peak_rss_mb'):
         assert figures[key] > 0

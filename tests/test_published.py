@@ -88,3 +88,29 @@ def test_specs_round_trip_through_json_and_bad_kinds_are_refused():
     assert published.ReportSpec.from_json(None) == published.ReportSpec()
     with pytest.raises(choices.ConfigError, match="claim kind 'better' is not valid"):
         _claim({}, {}, 'better')
+
+
+def test_a_better_side_that_diverged_everywhere_disagrees_and_partial_divergence_is_said():
+    claim = _claim({'model.bn_position': 'none'}, {'model.bn_position': 'after_act'},
+                   where={'optimizer.learning_rate': 1.0})
+    assert _verdicts(claim) == {None: 'disagrees: the better side diverged on all 3 seeds'}
+    partly = _runs([('after_act', 0.1, s, a, a) for s, a in enumerate([0.95, 0.96, 0.955])] +
+                   [('none', 0.1, s, a, a) for s, a in enumerate([0.90, 0.91, None])])
+    claim = _claim({'model.bn_position': 'after_act'}, {'model.bn_position': 'none'})
+    (outcome,) = published.check(claim, partly, HELD)
+    assert outcome.difference.n == 2
+    assert outcome.verdict == 'agrees; the worse side diverged on 1 of 3 seeds'
+
+
+def test_a_key_that_follows_from_the_named_ones_is_not_held_fixed():
+    """A learning rate scaled with the normalization batch: each side has one rate, so
+    holding it fixed would leave the two sides in different groups."""
+    runs = pd.DataFrame([{
+        'norm.ghost_batch_size': n, 'optimizer.learning_rate': 0.1 * n / 32, 'seed': s,
+        'summary.status': records.COMPLETE, 'summary.final_test_accuracy': a}
+        for n, accs in ((32, [0.9, 0.91, 0.92]), (4, [0.8, 0.82, 0.81]))
+        for s, a in enumerate(accs)])
+    claim = _claim({'norm.ghost_batch_size': 32}, {'norm.ghost_batch_size': 4})
+    (outcome,) = published.check(claim, runs, ['norm.ghost_batch_size',
+                                               'optimizer.learning_rate'])
+    assert outcome.held == {} and outcome.difference.n == 3 and outcome.verdict == 'agrees'

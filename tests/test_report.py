@@ -118,3 +118,17 @@ def test_a_report_from_records(tmp_path):
 def test_an_empty_sweep_dir_is_an_error(tmp_path):
     with pytest.raises(choices.ConfigError, match='holds no run records'):
         report.write_report(str(tmp_path))
+
+
+def test_the_verdict_names_the_winner_on_the_shared_seeds():
+    """a ranks first on its own 4 seeds, but on the 2 seeds both completed b is better."""
+    per_option = {'a': pd.Series([0.5, 0.5, 0.99, 0.99], index=[0, 1, 2, 3]),
+                  'b': pd.Series([0.6, 0.61], index=[0, 1])}
+    (line,) = report.verdict(per_option)
+    assert line.startswith('b beats a by 10.50 points of test accuracy, 95% CI [4.1'), line
+
+
+def test_the_percentile_figure_takes_the_last_activation_of_the_forward_pass():
+    layers = ['act_conv1', 'act_conv2', 'act_fc1']  # the order diagnostics rows come in
+    assert max(layers, key=report._forward_position) == 'act_fc1'
+    assert max(['act_fc2', 'act_fc10', 'act_fc3'], key=report._forward_position) == 'act_fc10'

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import choices, data, evaluation, models, optim, records, train
+from bn_study import choices, data, evaluation, models, optim, parallel, records, train
 
 
 def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global',
@@ -202,6 +202,7 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
     ({'num_devices': -1}, 'num_devices=-1 must be 0'),
     ({'steps_in_flight': -2}, 'steps_in_flight=-2 must be 0 or more'),
     ({'diagnostics__percentiles': (15, 150)}, r'has 150; percentiles lie in 0\.\.100'),
+    ({'diagnostics__percentiles': (15, 'median')}, r"has 'median'; percentiles lie in 0"),
     ({'schedule__name': 'step', 'schedule__step_boundaries_epochs': (3, 3)},
      'must be strictly increasing'),
     ({'schedule__step_boundaries_epochs': (9,)}, 'before the last epoch'),
@@ -255,3 +256,16 @@ def test_cifar10_trains_under_mock_data(make_config, tmp_path):
     assert summary['status'] == records.COMPLETE and summary['steps'] == 4
     # 3 input channels reach conv1: 3*3*3*32 kernel weights.
     assert summary['num_params'] > 0 and 0.0 <= summary['final_test_accuracy'] <= 1.0
+
+
+def test_step_queue_waits_for_the_oldest_beyond_its_limit(monkeypatch):
+    waited = []
+    monkeypatch.setattr(parallel.jax, 'block_until_ready', waited.append)
+    queue = parallel.StepQueue(2)
+    for step in range(4):
+        queue.add(step)
+    assert waited == [0, 1, 2]  # after dispatching step N, step N - 1 is waited for
+    unbounded = parallel.StepQueue(0)
+    for step in range(4):
+        unbounded.add(step)
+    assert waited == [0, 1, 2] and not unbounded.pending  # nothing waited for, nothing kept
