@@ -1,1 +1,1 @@
-"""bn_study: controlled experiments on where normalization goes in a network."""
+"""bn_study: where normalization goes in a network, settled by controlled experiment."""

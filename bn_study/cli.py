@@ -8,7 +8,8 @@ import sys
 from absl import app, flags
 from absl import logging
 
-from bn_study import choices, parallel, sweep
+from bn_study.training import parallel
+from bn_study import errors, schema
 
 
 def _env_int(name: str) -> int | None:
@@ -68,7 +69,7 @@ def unknown_key_message(argv: list[str]) -> str | None:
         return None
     for a in argv:
         if a.startswith('--config.'):
-            problem = sweep.unknown_key(config, a[len('--config.'):].split('=', 1)[0])
+            problem = schema.unknown_key(config, a[len('--config.'):].split('=', 1)[0])
             if problem:
                 return f'{problem} (from {a})'
     return None
@@ -93,14 +94,15 @@ def _not_orbax_info(record: python_logging.LogRecord) -> bool:
 
 
 def run(main) -> None:
-    """app.run with one-line errors: bad flags and ConfigError exit non-zero with one line."""
+    """app.run with one-line errors: bad flags and every errors.BnStudyError exit non-zero
+    with one line."""
     logging.get_absl_handler().addFilter(_not_orbax_info)
     def guarded(argv):
         if len(argv) > 1:
             sys.exit(f'error: unexpected arguments: {" ".join(argv[1:])}')
         try:
             main(argv)
-        except choices.ConfigError as e:
+        except errors.BnStudyError as e:
             sys.exit(f'error: {e}')
     app.run(guarded, flags_parser=_parse_flags)
 

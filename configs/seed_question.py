@@ -12,7 +12,9 @@ Time: see WORKSPACE.md, "Studies" (measured on a 2-core CPU, in one process with
 simulated devices).
 """
 
-from bn_study import choices, sweep
+from bn_study.studies import declare
+from bn_study import errors
+from bn_study.nn import catalog as nn_catalog
 from configs import default
 
 
@@ -30,7 +32,7 @@ VARIANTS = ('',)
 def get_sweep(arg: str | None = None) -> list[dict]:
     """Placements x a norm on the logits x seeds, as override dicts keyed by dotted paths."""
     if (arg or '') not in VARIANTS:
-        raise choices.ConfigError(f'configs/seed_question.py:{arg} is no variant; choose one '
+        raise errors.ConfigError(f'configs/seed_question.py:{arg} is no variant; choose one '
                                   f'of: (none)')
-    return sweep.product({'model.bn_position': choices.BN_POSITIONS,
+    return declare.product({'model.bn_position': nn_catalog.BN_POSITIONS,
                           'model.bn_on_output': (False, True), 'seed': (0, 1, 2)})

@@ -14,12 +14,16 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
+from ml_collections import config_flags
 
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from bn_study import benchmark, choices, cli, launch, sweep  # noqa: E402
+from bn_study.perf import benchmark
+from bn_study import cli
+from bn_study.studies import launch
+from bn_study.studies import declare
+from bn_study import errors
+from bn_study import schema
+from bn_study.training import catalog as training_catalog
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/default.py', 'Config file.',
                                           lock_config=True)
@@ -42,17 +46,18 @@ _CHILD = flags.DEFINE_enum('child', '', ['', 'project', 'torch', 'vmap'],
 
 def _child(config) -> None:
     if _CHILD.value == 'torch':
-        from bn_study import data, torch_peer
+        from bn_study.training import data
+        from bn_study.perf import torch_peer
         info = data.DATASETS.get(config.data.name)
         figures = torch_peer.measure(config, info.image_shape, info.num_classes, _STEPS.value,
                                      _WARMUP.value)
     else:
-        from bn_study import timing
+        from bn_study.perf import timing
         with tempfile.TemporaryDirectory() as workdir:
             if _CHILD.value == 'project':
                 figures = timing.measure(config, workdir, _STEPS.value, _WARMUP.value)
             else:
-                configs = [sweep.apply_overrides(config, {'seed': config.seed + k})
+                configs = [declare.apply_overrides(config, {'seed': config.seed + k})
                            for k in range(_VMAP_SEEDS.value)]
                 figures = timing.vmapped_against_sequential(configs, workdir, _STEPS.value,
                                                             _WARMUP.value)
@@ -60,7 +65,7 @@ def _child(config) -> None:
 
 
 def _torch_available(config) -> bool:
-    from bn_study import torch_peer
+    from bn_study.perf import torch_peer
     reason = torch_peer.unsupported(config)
     try:
         import torch  # noqa: F401
@@ -74,14 +79,14 @@ def _torch_available(config) -> bool:
 def main(argv):
     del argv
     config = _CONFIG.value
-    choices.validate(config)
+    schema.validate(config)
     if _CHILD.value:
         _child(config)
         return
     devices = benchmark.parse_devices(_DEVICES.value)
-    if config.data.name not in choices.DATASETS:
-        raise choices.ConfigError(f'config.data.name={config.data.name}: the benchmark needs a '
-                                  f'catalogue dataset: {", ".join(choices.DATASETS)}')
+    if config.data.name not in training_catalog.DATASETS:
+        raise errors.ConfigError(f'config.data.name={config.data.name}: the benchmark needs a '
+                                  f'catalogue dataset: {", ".join(training_catalog.DATASETS)}')
     common = (f'--steps={_STEPS.value}', f'--warmup={_WARMUP.value}',
               # Cold compiles: the compile figures are then the real ones.
               '--config.compilation_cache_dir=')

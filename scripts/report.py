@@ -4,13 +4,12 @@
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from bn_study import choices, cli, report  # noqa: E402
+from bn_study import cli
+from bn_study.analysis import report
+from bn_study import errors
 
 _SWEEP_DIR = flags.DEFINE_string('sweep_dir', None, 'A sweep directory (scripts/sweep.py).')
 _REPORT_DIR = flags.DEFINE_string('report_dir', '', 'Where REPORT.md and the figures go; '
@@ -21,7 +20,7 @@ flags.mark_flags_as_required(['sweep_dir'])
 def main(argv):
     del argv
     if not os.path.isdir(_SWEEP_DIR.value):
-        raise choices.ConfigError(f'--sweep_dir={_SWEEP_DIR.value} is not a directory')
+        raise errors.ConfigError(f'--sweep_dir={_SWEEP_DIR.value} is not a directory')
     print(f'report: {report.write_report(_SWEEP_DIR.value, _REPORT_DIR.value)}')
 
 

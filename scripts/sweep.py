@@ -17,19 +17,24 @@ Every worker runs this script with --run=NAME (the sweep reduced to that run).
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+from absl import flags, logging
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-from absl import flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from bn_study import (choices, cli, launch, parallel, published, records, results,  # noqa
-                      sweep, sweep_index)
+from bn_study import cli
+from bn_study.studies import launch
+from bn_study.training import parallel
+from bn_study.analysis import report_spec
+from bn_study import records
+from bn_study.analysis import results
+from bn_study.studies import declare
+from bn_study.studies import sweep_index
+from bn_study import errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
                                           lock_config=True)
 _SWEEP_DIR = flags.DEFINE_string('sweep_dir', None, 'Directory holding one workdir per run.')
-_LAUNCH = flags.DEFINE_enum('launch', 'local', choices.LAUNCHERS, 'Where runs execute.')
+_LAUNCH = flags.DEFINE_enum('launch', 'local', launch.LAUNCHERS, 'Where runs execute.')
 _WORKERS = flags.DEFINE_integer(
     'workers', 0, 'local: 0 runs one run after another in this process (fastest on a CPU: '
     'no start-up per run, each run on all cores through config.cpu_devices); N: N worker '
@@ -61,32 +66,32 @@ def _check_flags() -> None:
     if _LAUNCH.value == 'tpu':
         missing = [f'--{f.name}' for f in (_TPU_NAME, _TPU_ZONE) if not f.value]
         if missing:
-            raise choices.ConfigError(f'--launch=tpu needs {" and ".join(missing)}')
+            raise errors.ConfigError(f'--launch=tpu needs {" and ".join(missing)}')
         launch.check_cloud_sweep_dir(_SWEEP_DIR.value)
 
 
 def _report_spec() -> dict:
-    """The study's published.ReportSpec as JSON (its get_report(arg); the default spec if it
+    """The study's report_spec.ReportSpec as JSON (its get_report(arg); the default spec if it
     has none), for sweep.json."""
     module, arg = cli.config_module(config_flags.get_config_filename(flags.FLAGS['config']))
-    spec = module.get_report(arg) if hasattr(module, 'get_report') else published.ReportSpec()
+    spec = module.get_report(arg) if hasattr(module, 'get_report') else report_spec.ReportSpec()
     return spec.to_json()
 
 
-def _expand() -> list[sweep.Run]:
+def _expand() -> list[declare.Run]:
     """Every run of the sweep, validated, and the sweep dir checked against them."""
     module, arg = cli.config_module(config_flags.get_config_filename(flags.FLAGS['config']))
     if not hasattr(module, 'get_sweep'):
-        raise choices.ConfigError(f'{module.__file__} defines no get_sweep(); it is no study')
-    runs = sweep.expand(_CONFIG.value, module.get_sweep(arg), _SWEEP_DIR.value)
-    sweep.check_sweep_dir(runs, _SWEEP_DIR.value)
+        raise errors.ConfigError(f'{module.__file__} defines no get_sweep(); it is no study')
+    runs = declare.expand(_CONFIG.value, module.get_sweep(arg), _SWEEP_DIR.value)
+    declare.check_sweep_dir(runs, _SWEEP_DIR.value)
     return runs
 
 
-def _work(runs: list[sweep.Run]) -> None:
+def _work(runs: list[declare.Run]) -> None:
     """Worker mode: trains the named runs (skipping any finished meanwhile); exit 1 if one
     failed. On several hosts every process trains, and process 0 writes the records."""
-    from bn_study import vmap_seeds  # TensorFlow and the models: only where runs train
+    from bn_study.training import vmap_seeds
     # Before this process's first JAX computation (jax.process_index is one): a sweep's
     # runs share one process, so the first run's device split serves them all.
     parallel.split_cpu(runs[0].config.cpu_devices)
@@ -95,9 +100,9 @@ def _work(runs: list[sweep.Run]) -> None:
         sweep_index.record_sweep(_SWEEP_DIR.value, _CONFIG.value, runs, _report_spec())
     todo = []
     for run in runs:
-        action, reason = sweep.next_action(run)
+        action, reason = declare.next_action(run)
         logging.info('%s: %s (%s)', run.name, action, reason)
-        if action != sweep.SKIP:
+        if action != declare.SKIP:
             todo.append((run, action))
     failed = 0
     for group in _groups(todo):
@@ -117,19 +122,19 @@ def _work(runs: list[sweep.Run]) -> None:
 
 def _dry_run(plan) -> None:
     sweep_index.check_same_base(_SWEEP_DIR.value, _CONFIG.value)
-    print('\n'.join(sweep.describe_plan(plan)))
+    print('\n'.join(declare.describe_plan(plan)))
 
 
-def _groups(plan) -> list[list[sweep.Run]]:
+def _groups(plan) -> list[list[declare.Run]]:
     """What to train, as groups: new runs differing only in seed vmapped together (with
     --vmap_seeds), every other run alone."""
-    new = [run for run, action, *_ in plan if action == sweep.START]
-    other = [[run] for run, action, *_ in plan if action == sweep.RESUME]
-    return sweep.seed_groups(new, _VMAP_SEEDS.value) + other
+    new = [run for run, action, *_ in plan if action == declare.START]
+    other = [[run] for run, action, *_ in plan if action == declare.RESUME]
+    return declare.seed_groups(new, _VMAP_SEEDS.value) + other
 
 
-def _train_in_process(group: list[sweep.Run]) -> None:
-    from bn_study import vmap_seeds  # TensorFlow and the models: only where runs train
+def _train_in_process(group: list[declare.Run]) -> None:
+    from bn_study.training import vmap_seeds
     vmap_seeds.train_group(group)
 
 
@@ -139,9 +144,9 @@ def main(argv):
     cli.initialize_multihost()  # a worker on a TPU VM: before any JAX call
     runs = _expand()
     if _RUN.value:
-        _work(sweep.select(runs, _RUN.value))
+        _work(declare.select(runs, _RUN.value))
         return
-    plan = [(run, *sweep.next_action(run)) for run in runs]
+    plan = [(run, *declare.next_action(run)) for run in runs]
     if _DRY_RUN.value:
         _dry_run(plan)
         return
@@ -173,7 +178,7 @@ def main(argv):
         print(f'\nTest accuracy after the last epoch, per placement ({_SWEEP_DIR.value}):')
         print(table.to_string(float_format=lambda v: f'{v:.4f}'))
         if _REPORT.value:
-            from bn_study import report  # matplotlib: only when a report is written
+            from bn_study.analysis import report
             path = report.write_report(_SWEEP_DIR.value, _REPORT_DIR.value)
             print(f'\nreport: {path}')
             print(''.join(report.verdict_lines(path)))

@@ -5,15 +5,11 @@ start it on every one with --multihost_auto (TPU VMs) or with --coordinator_addr
 --num_processes and --process_id (or the JAX_* environment variables named in --help).
 """
 
-import os
-import sys
+from absl import flags
+from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from bn_study import cli, train  # noqa: E402
+from bn_study import cli
+from bn_study.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/default.py.',
                                           lock_config=True)
@@ -25,7 +21,7 @@ cli.define_multihost_flags()
 def main(argv):
     del argv
     cli.initialize_multihost()  # before any other JAX call
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,6 @@
 """Test set-up: 4 simulated CPU devices (before JAX starts) and one shared TFDS data_dir."""
 
 import os
-import sys
 
 # Must precede the first JAX import of the session, so it lives here, not in a fixture.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
@@ -9,8 +8,7 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 
 import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from bn_study.paths import REPO  # noqa: E402
 from configs import default  # noqa: E402
 
 # The runs' own persistent compilation cache, for this process from its first compile (a
@@ -30,12 +28,12 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def make_config(data_dir):
     """A default config on the shared data_dir, with dotted-path overrides."""
-    from bn_study import sweep
+    from bn_study.studies import declare
 
     def make(**overrides):
         config = default.get_config()
         config.cpu_devices = 0  # this process's JAX has the 4 devices XLA_FLAGS gave it
         config.data.data_dir = data_dir
-        return sweep.apply_overrides(config, {k.replace('__', '.'): v
+        return declare.apply_overrides(config, {k.replace('__', '.'): v
                                               for k, v in overrides.items()})
     return make

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from bn_study import benchmark, choices, timing, torch_peer
+from bn_study.perf import benchmark
+from bn_study.perf import timing
+from bn_study.perf import torch_peer
+from bn_study import errors
 from configs import default
 from tests.conftest import REPO
 
@@ -65,7 +68,7 @@ def test_medians_and_the_target_ratios():
 def test_bad_device_lists_are_refused():
     assert benchmark.parse_devices(['1', '4']) == [1, 4]
     for bad in (['0'], ['two'], []):
-        with pytest.raises(choices.ConfigError, match='must list device counts of at least 1'):
+        with pytest.raises(errors.ConfigError, match='must list device counts of at least 1'):
             benchmark.parse_devices(bad)
 
 

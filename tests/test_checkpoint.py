@@ -12,7 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from bn_study import checkpoint, choices, records, train
+from bn_study.training import checkpoint
+from bn_study import records
+from bn_study.training import loop
+from bn_study import errors
 from tests.conftest import REPO
 
 # 2 epochs of 31 steps; a checkpoint every 5 steps, so a kill lands between, during or just
@@ -75,7 +78,7 @@ def test_a_run_killed_at_random_moments_resumes_to_a_bitwise_equal_state(
                          model__simple_cnn__conv_features=(8, 16),
                          model__simple_cnn__hidden_features=32)
     reference = tmp_path / 'uninterrupted'
-    train.train_and_evaluate(config, str(reference))
+    loop.train_and_evaluate(config, str(reference))
     # Parameters, batch statistics, optimizer state: bitwise, across separate processes.
     _assert_bitwise_equal(checkpoint.read_newest(workdir), checkpoint.read_newest(reference))
     # The epoch metrics, even those of an epoch cut by a kill, match the uninterrupted run's.
@@ -92,10 +95,10 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
     config = make_config(num_epochs=1, checkpoint__every_steps=10, checkpoint__keep=3)
     workdir = tmp_path / 'run'
     caplog.set_level('INFO')
-    whole = train.train_and_evaluate(config, str(workdir))
+    whole = loop.train_and_evaluate(config, str(workdir))
     # A run killed after its last save, before its summary: it finishes without a step.
     (workdir / records.SUMMARY_FILE).unlink()
-    again = train.train_and_evaluate(config, str(workdir))
+    again = loop.train_and_evaluate(config, str(workdir))
     _assert_bitwise_equal(again.params, whole.params)
     assert records.read_summary(workdir)['resumed_at_steps'] == [31]
     # The same, with that last save damaged.
@@ -104,7 +107,7 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
     for path in (last / 'state').rglob('*'):
         if path.is_file():
             path.write_bytes(b'\0' * 7)
-    resumed = train.train_and_evaluate(config, str(workdir))
+    resumed = loop.train_and_evaluate(config, str(workdir))
     assert 'checkpoint at step 31 is unreadable' in caplog.text
     assert 'resuming from the checkpoint at step 30' in caplog.text
     _assert_bitwise_equal(resumed.params, whole.params)
@@ -119,8 +122,8 @@ def test_a_workdir_holding_another_config_is_refused_by_key(make_config, tmp_pat
     workdir.mkdir()
     other = make_config(seed=7, optimizer__learning_rate=0.5)
     (workdir / records.CONFIG_FILE).write_text(other.to_json())
-    with pytest.raises(choices.ConfigError,
+    with pytest.raises(errors.WorkdirError,
                        match=r'different config \(keys: optimizer.learning_rate, seed\)'):
-        train.train_and_evaluate(make_config(), str(workdir))
+        loop.train_and_evaluate(make_config(), str(workdir))
     assert json.loads((workdir / records.CONFIG_FILE).read_text())['seed'] == 7
     assert sorted(os.listdir(workdir)) == [records.CONFIG_FILE]

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from bn_study import records, sweep_index
+from bn_study import records
+from bn_study.studies import sweep_index
 from tests.conftest import REPO
 
 

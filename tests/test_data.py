@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bn_study import choices, data
+from bn_study.training import data
+from bn_study import errors
 from tests.conftest import SHARED_MNIST
 
 
@@ -142,7 +143,7 @@ def test_a_dataset_prepared_in_a_directory_loads_by_name(make_config, tmp_path):
         split_datasets={'train': split(slice(0, 32)), 'test': split(slice(32, 40))})
     config = make_config(data__name='tiny_colours', data__data_dir=str(tmp_path))
     builder = data.load_builder(config.data)
-    with pytest.raises(choices.ConfigError, match='mean and config.data.std must be given'):
+    with pytest.raises(errors.ConfigError, match='mean and config.data.std must be given'):
         data.dataset_info(config.data, builder)
     config = make_config(data__name='tiny_colours', data__data_dir=str(tmp_path),
                          data__mean=(0.5, 0.5, 0.5), data__std=(0.25, 0.25, 0.25))
@@ -150,7 +151,7 @@ def test_a_dataset_prepared_in_a_directory_loads_by_name(make_config, tmp_path):
     assert (info.num_classes, info.image_shape) == (4, (8, 8, 3))
     test_images, _ = data.read_split(builder, 'test')
     assert test_images.shape == (8, 8, 8, 3)
-    with pytest.raises(choices.ConfigError, match='neither one of: mnist_5k, .* nor a dataset'):
+    with pytest.raises(errors.ConfigError, match='neither one of: mnist_5k, .* nor a dataset'):
         data.load_builder(make_config(data__name='tiny_shapes', data__data_dir=str(tmp_path)).data)
 
 
@@ -198,9 +199,9 @@ def test_official_mnist_prepares_offline_from_manual_dir(make_config, tmp_path):
 
 def test_missing_dataset_offline_says_how_to_prepare(make_config, tmp_path):
     config = make_config(data__name='mnist', data__data_dir=str(tmp_path), data__download=False)
-    with pytest.raises(choices.ConfigError, match='is not prepared.*manual_dir'):
+    with pytest.raises(errors.DatasetError, match='is not prepared.*manual_dir'):
         data.load_builder(config.data)
     config = make_config(data__name='mnist', data__data_dir=str(tmp_path),
                          data__manual_dir=str(tmp_path))
-    with pytest.raises(choices.ConfigError, match='lacks train-images-idx3-ubyte.gz'):
+    with pytest.raises(errors.DatasetError, match='lacks train-images-idx3-ubyte.gz'):
         data.load_builder(config.data)

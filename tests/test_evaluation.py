@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import diagnostics, evaluation, models, optim, records, train
-from bn_study.norms import BATCH_AXIS
-from bn_study.parallel import first_replica
+from bn_study.training import diagnostics
+from bn_study.training import evaluation
+from bn_study.nn import models
+from bn_study.training import optim
+from bn_study import records
+from bn_study.training import loop
+from bn_study.nn.norms import BATCH_AXIS
+from bn_study.training.parallel import first_replica
 
 
 def _mlp_state(make_config, **overrides):
@@ -16,7 +21,7 @@ def _mlp_state(make_config, **overrides):
                          model__mlp__activation='relu', **overrides)
     model = models.build_model(config.model, config.norm, num_classes=10)
     schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
-    return train.create_train_state(model, jax.random.PRNGKey(0), (28, 28, 1),
+    return loop.create_train_state(model, jax.random.PRNGKey(0), (28, 28, 1),
                                     lambda p: optim.make_optimizer(config.optimizer, schedule, p))
 
 
@@ -37,7 +42,7 @@ def test_precise_bn_over_a_split_equals_its_exact_population_statistics(make_con
     batches = _batches(6, 16, 4)
     replicated = jax_utils.replicate(state, devices)
     p_moments = jax.pmap(evaluation.batch_moments_step, axis_name=BATCH_AXIS, devices=devices)
-    precise = train.unreplicate(
+    precise = loop.unreplicate(
         evaluation.precise_batch_stats(p_moments, replicated, batches, in_flight=2))
 
     # Directly: every norm's input over the whole split, each example computed in train mode
@@ -127,7 +132,7 @@ def test_signal_diagnostics_report_each_norm_layer(make_config):
 def test_a_run_reports_every_evaluation_kind_and_its_diagnostics(make_config, tmp_path):
     config = make_config(num_epochs=1, eval__stats=('precise', 'ema', 'batch'),
                          eval__precise_bn_examples=500, diagnostics__every_steps=10)
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
     summary = records.read_summary(str(tmp_path))
     assert summary['final_test_accuracy'] == summary['final_test_accuracy_precise']
     for kind in ('ema', 'precise', 'batch'):

@@ -5,7 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study import choices, models
+from bn_study.nn import models
+from bn_study import errors
+from bn_study.nn import catalog as nn_catalog
+from bn_study import schema
 from configs import default
 
 # Small widths keep the traces fast; parameter counts below use the default widths.
@@ -67,7 +70,7 @@ def _plain(layers, pooled, position):
     return trace
 
 
-@pytest.mark.parametrize('position', choices.PLAIN_POSITIONS)
+@pytest.mark.parametrize('position', nn_catalog.PLAIN_POSITIONS)
 def test_simple_cnn_order_of_operations(position):
     _, trace = _trace(_model('simple_cnn', position))
     assert [n for n, _ in trace] == _plain(['conv1', 'conv2', 'fc1'], {'conv1', 'conv2'},
@@ -75,7 +78,7 @@ def test_simple_cnn_order_of_operations(position):
     _check_op_outputs(trace)
 
 
-@pytest.mark.parametrize('position', choices.PLAIN_POSITIONS)
+@pytest.mark.parametrize('position', nn_catalog.PLAIN_POSITIONS)
 def test_vgg11_order_of_operations(position):
     _, trace = _trace(_model('vgg', position, **SMALL['vgg']), shape=(32, 32, 3))
     convs = [f'conv{i}' for i in range(1, 9)]
@@ -91,7 +94,7 @@ def test_vgg_hidden_layers_get_the_norm_too():
     assert [n for n, _ in trace][-4:] == ['fc1', 'act_fc1', 'norm_fc1', 'fc2']
 
 
-@pytest.mark.parametrize('position', choices.MLP_POSITIONS)
+@pytest.mark.parametrize('position', nn_catalog.MLP_POSITIONS)
 def test_mlp_order_of_operations(position):
     _, trace = _trace(_model('mlp', position, **SMALL['mlp']))
     assert [n for n, _ in trace] == _plain(['fc1', 'fc2', 'fc3'], set(), position) + ['fc4']
@@ -101,7 +104,7 @@ def test_mlp_order_of_operations(position):
 
 
 def test_mlp_rejects_after_pool():
-    with pytest.raises(choices.ConfigError,
+    with pytest.raises(errors.ConfigError,
                        match="'after_pool' is not valid for model mlp; choose one of: none, "
                              'before_act, after_act'):
         _model('mlp', 'after_pool')
@@ -129,7 +132,7 @@ STEM = {'full_preactivation': 'conv_stem', 'none': 'conv_stem act_stem'}
 HEAD = {'full_preactivation': 'norm_head act_head', 'relu_only_preactivation': 'act_head'}
 
 
-@pytest.mark.parametrize('unit', choices.RESIDUAL_UNITS)
+@pytest.mark.parametrize('unit', nn_catalog.RESIDUAL_UNITS)
 def test_resnet_units_follow_he_et_al(unit):
     model = _model('resnet', unit, depth=14, width=4)  # two units per stage
     _, trace = _trace(model)
@@ -194,13 +197,13 @@ def test_zero_pad_shortcuts_have_no_parameters():
     np.testing.assert_allclose(shortcut[..., 4:], 0, atol=1e-5)
 
 
-@pytest.mark.parametrize('unit', choices.ZERO_INIT_UNITS)
+@pytest.mark.parametrize('unit', nn_catalog.ZERO_INIT_UNITS)
 def test_zero_init_starts_each_branch_at_zero_and_still_trains_it(unit):
     config = default.get_config()
     config.model.update(name='resnet', bn_position=unit)
     config.model.resnet.update(depth=8, width=4)
     config.norm.update(batch_stats='per_device', zero_init_last_scale=True)
-    choices.validate(config)
+    schema.validate(config)
     model = models.build_model(config.model, config.norm, num_classes=10)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
@@ -225,9 +228,9 @@ def test_zero_init_is_refused_where_a_relu_or_conv_follows_the_last_norm(unit):
     config = default.get_config()
     config.model.update(name='resnet', bn_position=unit)
     config.norm.zero_init_last_scale = True
-    with pytest.raises(choices.ConfigError,
+    with pytest.raises(errors.ConfigError,
                        match='choose model resnet with one of: original, relu_only_preact'):
-        choices.validate(config)
+        schema.validate(config)
 
 
 # unit -> convs of a unit that keep their bias (under BatchNorm), and does the stem's.
@@ -239,7 +242,7 @@ RESNET_BIASES = {
 }
 
 
-@pytest.mark.parametrize('unit', choices.RESIDUAL_UNITS)
+@pytest.mark.parametrize('unit', nn_catalog.RESIDUAL_UNITS)
 def test_resnet_convs_keep_a_bias_only_where_no_norm_removes_it(unit):
     params = _trace(_model('resnet', unit, **SMALL['resnet']), batch=2)[0]['params']
     biased, stem = RESNET_BIASES[unit]
@@ -252,20 +255,20 @@ def test_resnet_convs_keep_a_bias_only_where_no_norm_removes_it(unit):
 
 
 def test_resnet_depths_that_are_not_6n_plus_2_are_refused():
-    with pytest.raises(choices.ConfigError, match='depth=21 is not 6n\\+2 as basic blocks need'):
+    with pytest.raises(errors.ConfigError, match='depth=21 is not 6n\\+2 as basic blocks need'):
         _model('resnet', 'original', depth=21)
-    with pytest.raises(choices.ConfigError, match='depth=32 is not 9n\\+2 as bottleneck'):
+    with pytest.raises(errors.ConfigError, match='depth=32 is not 9n\\+2 as bottleneck'):
         _model('resnet', 'original', depth=32, block='bottleneck')
 
 
 # ---- Every family: biases, names, kinds, counts --------------------------------------------
 
-@pytest.mark.parametrize('name', choices.MODELS)
-@pytest.mark.parametrize('kind', choices.NORM_KINDS)
+@pytest.mark.parametrize('name', nn_catalog.MODELS)
+@pytest.mark.parametrize('kind', nn_catalog.NORM_KINDS)
 def test_every_norm_kind_runs_in_every_family(name, kind):
     position = {'resnet': 'original', 'mlp': 'after_act'}.get(name, 'after_act')
     if kind == 'instance' and name in ('simple_cnn', 'mlp'):  # they normalize dense layers
-        with pytest.raises(choices.ConfigError, match='kind=instance would normalize'):
+        with pytest.raises(errors.ConfigError, match='kind=instance would normalize'):
             _trace(_model(name, position, kind, **SMALL[name]))
         return
     variables, trace = _trace(_model(name, position, kind, **SMALL[name]))
@@ -285,9 +288,9 @@ def test_a_bias_precedes_a_norm_only_where_the_norm_keeps_it(kind):
     assert 'bias' in variables['params']['fc1']  # the logits layer has no norm after it
 
 
-@pytest.mark.parametrize('name', choices.MODELS)
+@pytest.mark.parametrize('name', nn_catalog.MODELS)
 def test_bn_on_output_adds_a_last_norm(name):
-    variables, trace = _trace(_model(name, choices.BN_POSITIONS_BY_MODEL[name][0],
+    variables, trace = _trace(_model(name, nn_catalog.BN_POSITIONS_BY_MODEL[name][0],
                                      bn_on_output=True, **SMALL[name]))
     out = {'simple_cnn': 'fc2', 'vgg': 'fc1', 'resnet': 'fc', 'mlp': 'fc4'}[name]
     assert [n for n, _ in trace][-2:] == [out, f'norm_{out}']
@@ -295,7 +298,7 @@ def test_bn_on_output_adds_a_last_norm(name):
 
 
 def test_layer_names_are_stable_across_placements():
-    for name, positions in choices.BN_POSITIONS_BY_MODEL.items():
+    for name, positions in nn_catalog.BN_POSITIONS_BY_MODEL.items():
         layer_names = []
         for position in positions:
             variables = _trace(_model(name, position, **SMALL[name]), batch=2)[0]
@@ -326,9 +329,9 @@ PARAMETER_COUNTS = {
 }
 
 
-@pytest.mark.parametrize('name', choices.MODELS)
+@pytest.mark.parametrize('name', nn_catalog.MODELS)
 def test_parameter_counts_are_pinned(name):
-    assert {p: _count(name, p) for p in choices.BN_POSITIONS_BY_MODEL[name]} == \
+    assert {p: _count(name, p) for p in nn_catalog.BN_POSITIONS_BY_MODEL[name]} == \
         PARAMETER_COUNTS[name]
 
 
@@ -359,7 +362,7 @@ def test_parameter_counts_match_hand_computation_and_published_sizes():
 def test_unknown_model_lists_the_registry():
     config = default.get_config()
     config.model.name = 'alexnet'
-    with pytest.raises(choices.ConfigError, match='choose one of: simple_cnn, vgg, resnet, mlp'):
+    with pytest.raises(errors.ConfigError, match='choose one of: simple_cnn, vgg, resnet, mlp'):
         models.build_model(config.model, config.norm, 10)
 
 

@@ -8,7 +8,9 @@ import sys
 import jax
 import numpy as np
 
-from bn_study import checkpoint, records, train
+from bn_study.training import checkpoint
+from bn_study import records
+from bn_study.training import loop
 from tests.conftest import REPO
 
 # 7 steps of 512: the float32 rounding of the cross-process all-reduce (gloo sums in another
@@ -42,7 +44,7 @@ def test_two_processes_of_two_devices_match_one_process_of_four(make_config, tmp
         assert process.returncode == 0, stderr[-3000:]
 
     reference = tmp_path / 'one_host'
-    train.train_and_evaluate(make_config(**{k.replace('.', '__'): v
+    loop.train_and_evaluate(make_config(**{k.replace('.', '__'): v
                                             for k, v in OVERRIDES.items()}), str(reference))
     two, one = records.read_summary(workdir), records.read_summary(reference)
     assert two['status'] == records.COMPLETE and two['environment']['process_count'] == 2

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study import choices, norms
+from bn_study.nn import norms
+from bn_study import errors
+from bn_study.nn import catalog as nn_catalog
 from configs import default
 
 MOMENTUM, EPSILON = 0.9, 1e-5
@@ -131,19 +133,19 @@ def test_per_example_norms_match_numpy_on_dense_features(kind, groups):
 
 
 def test_instance_norm_of_a_dense_layer_is_refused():
-    with pytest.raises(choices.ConfigError, match='kind=instance would normalize single values'):
+    with pytest.raises(errors.ConfigError, match='kind=instance would normalize single values'):
         _apply(_norm('instance'), np.ones((4, 6), np.float32))
 
 
 def test_a_group_count_that_does_not_divide_the_channels_lists_the_divisors():
-    with pytest.raises(choices.ConfigError,
+    with pytest.raises(errors.ConfigError,
                        match=r'num_groups=4 does not divide the 6 channels of norm; '
                              r'choose one of: 1, 2, 3, 6'):
         _apply(_norm('group', num_groups=4), np.ones((2, 3, 3, 6), np.float32))
 
 
 def test_a_ghost_size_that_does_not_divide_the_batch_is_refused():
-    with pytest.raises(choices.ConfigError, match='ghost_batch_size=5 does not divide'):
+    with pytest.raises(errors.ConfigError, match='ghost_batch_size=5 does not divide'):
         _apply(_norm('batch', batch_stats='ghost', ghost_batch_size=5), np.ones((8, 3)))
 
 
@@ -170,7 +172,7 @@ def test_none_is_an_identity_without_variables():
 def test_only_batch_and_instance_norm_cancel_a_preceding_bias():
     config = default.get_config().norm
     cancels = {}
-    for kind in choices.NORM_KINDS:
+    for kind in nn_catalog.NORM_KINDS:
         config.kind = kind
         cancels[kind] = norms.make_norm(config, jnp.float32).cancels_preceding_bias
     assert cancels == {'batch': True, 'layer': False, 'group': False, 'instance': True,

@@ -7,8 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from bn_study import norms, optim
-from bn_study.models import simple_cnn
+from bn_study.nn import norms
+from bn_study.training import optim
+from bn_study.nn import simple_cnn
 from configs import default
 
 

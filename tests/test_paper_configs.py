@@ -13,7 +13,14 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import jax_utils
 
-from bn_study import choices, data, published, records, results, sweep, train
+from bn_study.training import data
+from bn_study.analysis import claims, report_spec
+from bn_study import records
+from bn_study.analysis import results
+from bn_study.studies import declare
+from bn_study.training import loop
+from bn_study import errors
+from bn_study import schema
 from tests.conftest import REPO
 
 STUDIES = sorted(os.path.basename(p)[:-3]
@@ -35,20 +42,20 @@ def test_the_six_studies_are_there():
 def test_a_study_expands_into_valid_runs_and_checkable_claims(name, arg, tmp_path):
     module = _module(name)
     base = module.get_config(arg)
-    choices.validate(base)
-    runs = sweep.expand(base, module.get_sweep(arg), str(tmp_path))
+    schema.validate(base)
+    runs = declare.expand(base, module.get_sweep(arg), str(tmp_path))
     assert len(runs) >= 12 and len({r.name for r in runs}) == len(runs)
     assert len({r.overrides.get('seed', base.seed) for r in runs}) >= 3  # intervals need seeds
     spec = module.get_report(arg)
-    assert published.ReportSpec.from_json(spec.to_json()) == spec
-    assert sweep.unknown_key(base, spec.compare) is None
+    assert report_spec.ReportSpec.from_json(spec.to_json()) == spec
+    assert schema.unknown_key(base, spec.compare) is None
     for claim in spec.claims:
         for side in (claim.better, claim.worse, claim.where):
             for key, value in side.items():
-                if key == published.EVAL:
+                if key == report_spec.EVAL:
                     assert value in base.eval.stats
                     continue
-                assert sweep.unknown_key(base, key) is None, (claim, key)
+                assert schema.unknown_key(base, key) is None, (claim, key)
                 # Each named value is one that some run has: the claim can be checked.
                 assert any(r.overrides.get(key, _get(base, key)) == value for r in runs), (
                     claim, key, value)
@@ -63,14 +70,14 @@ def _get(config, key):
 
 
 def test_a_config_argument_that_is_no_variant_is_refused():
-    with pytest.raises(choices.ConfigError, match=r'he2016_units.py:gpu is no variant; '
+    with pytest.raises(errors.ConfigError, match=r'he2016_units.py:gpu is no variant; '
                                                   r'choose one of: \(none, the full protocol\)'):
         _module('he2016_units').get_config('gpu')
 
 
 def _first_run(name, arg, data_dir, tmp_path):
     module = _module(name)
-    config = sweep.expand(module.get_config(arg), module.get_sweep(arg),
+    config = declare.expand(module.get_config(arg), module.get_sweep(arg),
                           str(tmp_path / 'sweep'))[0].config
     # This process's JAX has conftest's 4 devices; the studies run on 2 (cpu_devices=2).
     config.cpu_devices, config.num_devices = 0, 2
@@ -87,13 +94,13 @@ def test_the_scaled_down_variant_trains_a_step(name, data_dir, tmp_path):
     embedded = config.data.name == data.EMBEDDED_NAME
     with (contextlib.nullcontext() if embedded
           else tfds.testing.mock_data(num_examples=2 * config.batch_size)):
-        setup = train.prepare(config, str(tmp_path / 'run'))
+        setup = loop.prepare(config, str(tmp_path / 'run'))
     batch = next(data.train_batches(setup.shards, setup.info,
                                     data.augmentation(config.data, setup.info),
                                     config.data.crop_padding, config.batch_size, setup.layout,
                                     config.seed, 0, 1))
-    state = jax_utils.replicate(train.initial_state(config, setup), setup.local_devices)
-    _, metrics = train.pmapped_train_step(setup.devices)(state, batch)
+    state = jax_utils.replicate(loop.initial_state(config, setup), setup.local_devices)
+    _, metrics = loop.pmapped_train_step(setup.devices)(state, batch)
     assert np.isfinite(np.asarray(metrics['loss'])).all()
     assert bool(np.asarray(metrics['finite']).all())
 
@@ -104,7 +111,7 @@ def test_the_full_variant_builds_its_models_on_its_data(name, tmp_path):
     sweep pass every check a run makes before it trains; compiling them is left to the
     accelerators they are meant for."""
     module = _module(name)
-    runs = sweep.expand(module.get_config(None), module.get_sweep(None), str(tmp_path / 's'))
+    runs = declare.expand(module.get_config(None), module.get_sweep(None), str(tmp_path / 's'))
     distinct = {r.config.model.to_json() + r.config.norm.to_json(): r for r in runs}
     for run in distinct.values():
         config = run.config
@@ -112,7 +119,7 @@ def test_the_full_variant_builds_its_models_on_its_data(name, tmp_path):
         config.num_devices = 1  # one device: every batch size of the sweep splits over it
         config.data.data_dir = str(tmp_path / 'tfds')
         with tfds.testing.mock_data(num_examples=2 * config.batch_size):
-            train.prepare(config, str(tmp_path / 'run'))
+            loop.prepare(config, str(tmp_path / 'run'))
     assert jax.device_count() == 4  # untouched
 
 
@@ -124,7 +131,7 @@ def test_every_claim_meets_both_its_sides_in_some_group(name, arg, tmp_path):
     named ones (a learning rate scaled with the batch) was held fixed."""
     module = _module(name)
     base = module.get_config(arg)
-    runs = sweep.expand(base, module.get_sweep(arg), str(tmp_path))
+    runs = declare.expand(base, module.get_sweep(arg), str(tmp_path))
     table = pd.DataFrame([{
         **{key: _get(run.config, key) for r in runs for key in r.overrides},
         'seed': run.config.seed, 'summary.status': records.COMPLETE,
@@ -133,5 +140,5 @@ def test_every_claim_meets_both_its_sides_in_some_group(name, arg, tmp_path):
         for run in runs])
     held = results.configuration_keys(table)
     for claim in module.get_report(arg).claims:
-        outcomes = published.check(claim, table, held)
+        outcomes = claims.check(claim, table, held)
         assert any(o.difference.n >= 2 for o in outcomes), (claim, outcomes[:2])

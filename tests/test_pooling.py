@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study.models.pooling import max_pool_2x2
+from bn_study.nn.pooling import max_pool_2x2
 
 
 def _reference(x):

@@ -3,7 +3,9 @@
 import pandas as pd
 import pytest
 
-from bn_study import choices, published, records
+from bn_study.analysis import claims, report_spec
+from bn_study import records
+from bn_study import errors
 
 
 def _runs(rows):
@@ -26,17 +28,17 @@ HELD = ['model.bn_position', 'optimizer.learning_rate']
 
 
 def _claim(better, worse, kind='beats', where=None):
-    return published.Claim('source', '1 vs 2', better, worse, kind, where or {})
+    return report_spec.Claim('source', '1 vs 2', better, worse, kind, where or {})
 
 
 def _verdicts(claim):
     return {o.held.get('optimizer.learning_rate'): o.verdict
-            for o in published.check(claim, RUNS, HELD)}
+            for o in claims.check(claim, RUNS, HELD)}
 
 
 def test_a_claim_is_judged_per_held_setting_from_the_paired_interval():
     claim = _claim({'model.bn_position': 'after_act'}, {'model.bn_position': 'before_act'})
-    outcomes = published.check(claim, RUNS, HELD)
+    outcomes = claims.check(claim, RUNS, HELD)
     assert [o.held for o in outcomes] == [{'optimizer.learning_rate': 0.1},
                                           {'optimizer.learning_rate': 1.0}]
     first = outcomes[0]
@@ -67,26 +69,26 @@ def test_a_worse_side_that_diverged_everywhere_agrees_with_the_claim():
 def test_evaluation_kinds_compare_the_same_runs():
     claim = _claim({'eval': 'precise'}, {'eval': 'ema'},
                    where={'model.bn_position': 'after_act', 'optimizer.learning_rate': 0.1})
-    (outcome,) = published.check(claim, RUNS, HELD)
+    (outcome,) = claims.check(claim, RUNS, HELD)
     assert outcome.difference.mean == pytest.approx(0.01) and outcome.verdict == 'agrees'
     assert '| source | eval=precise beats eval=ema | 1 vs 2 | - | +1.00 [1.00, 1.00] | 3 |' in (
-        published.outcome_row(outcome))
+        claims.outcome_row(outcome))
 
 
 def test_a_side_matching_several_runs_per_seed_is_ambiguous_not_averaged():
     claim = _claim({'model.bn_position': 'after_act'}, {'model.bn_position': 'before_act'},
                    where={})
-    (outcome,) = published.check(claim, RUNS, [])  # lr not held: two after_act runs per seed
+    (outcome,) = claims.check(claim, RUNS, [])  # lr not held: two after_act runs per seed
     assert outcome.verdict.startswith('ambiguous: a side matches several runs per seed')
     assert outcome.difference.n == 0
 
 
 def test_specs_round_trip_through_json_and_bad_kinds_are_refused():
-    spec = published.ReportSpec('norm.kind', (_claim({'norm.kind': 'group'},
+    spec = report_spec.ReportSpec('norm.kind', (_claim({'norm.kind': 'group'},
                                                      {'norm.kind': 'batch'}, 'no_worse'),))
-    assert published.ReportSpec.from_json(spec.to_json()) == spec
-    assert published.ReportSpec.from_json(None) == published.ReportSpec()
-    with pytest.raises(choices.ConfigError, match="claim kind 'better' is not valid"):
+    assert report_spec.ReportSpec.from_json(spec.to_json()) == spec
+    assert report_spec.ReportSpec.from_json(None) == report_spec.ReportSpec()
+    with pytest.raises(errors.ConfigError, match="claim kind 'better' is not valid"):
         _claim({}, {}, 'better')
 
 
@@ -97,7 +99,7 @@ def test_a_better_side_that_diverged_everywhere_disagrees_and_partial_divergence
     partly = _runs([('after_act', 0.1, s, a, a) for s, a in enumerate([0.95, 0.96, 0.955])] +
                    [('none', 0.1, s, a, a) for s, a in enumerate([0.90, 0.91, None])])
     claim = _claim({'model.bn_position': 'after_act'}, {'model.bn_position': 'none'})
-    (outcome,) = published.check(claim, partly, HELD)
+    (outcome,) = claims.check(claim, partly, HELD)
     assert outcome.difference.n == 2
     assert outcome.verdict == 'agrees; the worse side diverged on 1 of 3 seeds'
 
@@ -111,6 +113,6 @@ def test_a_key_that_follows_from_the_named_ones_is_not_held_fixed():
         for n, accs in ((32, [0.9, 0.91, 0.92]), (4, [0.8, 0.82, 0.81]))
         for s, a in enumerate(accs)])
     claim = _claim({'norm.ghost_batch_size': 32}, {'norm.ghost_batch_size': 4})
-    (outcome,) = published.check(claim, runs, ['norm.ghost_batch_size',
+    (outcome,) = claims.check(claim, runs, ['norm.ghost_batch_size',
                                                'optimizer.learning_rate'])
     assert outcome.held == {} and outcome.difference.n == 3 and outcome.verdict == 'agrees'

@@ -6,7 +6,14 @@ import os
 import pandas as pd
 import pytest
 
-from bn_study import choices, published, records, report, stats, sweep, sweep_index
+from bn_study.analysis import report_spec
+from bn_study import records
+from bn_study.training import run_record
+from bn_study.analysis import report
+from bn_study.analysis import stats
+from bn_study.studies import declare
+from bn_study.studies import sweep_index
+from bn_study import errors
 from configs import default
 
 
@@ -51,9 +58,9 @@ def test_ranking_marks_what_cannot_be_told_apart():
 
 
 def _run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
-    config = sweep.apply_overrides(default.get_config(), overrides)
-    workdir = os.path.join(sweep_dir, sweep.run_name(overrides))
-    record = records.RunRecord(workdir)
+    config = declare.apply_overrides(default.get_config(), overrides)
+    workdir = os.path.join(sweep_dir, declare.run_name(overrides))
+    record = run_record.RunRecord(workdir)
     record.start(config, None)
     for epoch in (1, 2):
         record.log_epoch({'epoch': epoch, 'step': 31 * epoch, 'train_loss': 1.0 / epoch,
@@ -80,10 +87,10 @@ def test_a_report_from_records(tmp_path):
     _run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': 5.0, 'seed': 0}, 0,
          records.DIVERGED)
     _run(d, {'data.name': 'mnist', 'seed': 0}, 0.99)  # another dataset: its own section
-    claim = published.Claim('a paper', '0.9 vs 0.8', {'model.bn_position': 'after_act'},
+    claim = report_spec.Claim('a paper', '0.9 vs 0.8', {'model.bn_position': 'after_act'},
                             {'model.bn_position': 'none'})
     sweep_index.record_sweep(d, default.get_config(), [],
-                             published.ReportSpec(claims=(claim,)).to_json())
+                             report_spec.ReportSpec(claims=(claim,)).to_json())
     os.makedirs(tmp_path / 'broken')
     (tmp_path / 'broken' / records.CONFIG_FILE).write_text('{not json')
     text = open(report.write_report(d)).read()
@@ -116,7 +123,7 @@ def test_a_report_from_records(tmp_path):
 
 
 def test_an_empty_sweep_dir_is_an_error(tmp_path):
-    with pytest.raises(choices.ConfigError, match='holds no run records'):
+    with pytest.raises(errors.ConfigError, match='holds no run records'):
         report.write_report(str(tmp_path))
 
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from bn_study import results
+from bn_study.analysis import results
 
 
 def test_only_seeds_are_pooled():

@@ -8,13 +8,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from bn_study import choices, launch, records, results, sweep, sweep_index
+from bn_study.studies import launch
+from bn_study import records
+from bn_study.training import run_record
+from bn_study.analysis import results
+from bn_study.studies import declare
+from bn_study.studies import sweep_index
+from bn_study import errors
 from configs import default
 
 
 def test_product_and_zip_read_like_the_design():
-    grid = sweep.product({'model.bn_position': ('none', 'after_act')},
-                         sweep.zipped({'batch_size': (32, 128),
+    grid = declare.product({'model.bn_position': ('none', 'after_act')},
+                         declare.zipped({'batch_size': (32, 128),
                                        'optimizer.learning_rate': (0.0125, 0.05)}),
                          {'seed': range(2)})
     assert len(grid) == 2 * 2 * 2
@@ -22,31 +28,31 @@ def test_product_and_zip_read_like_the_design():
                        'optimizer.learning_rate': 0.0125, 'seed': 0}
     assert grid[-1] == {'model.bn_position': 'after_act', 'batch_size': 128,
                         'optimizer.learning_rate': 0.05, 'seed': 1}
-    assert [sweep.run_name(o) for o in grid[:2]] == [
+    assert [declare.run_name(o) for o in grid[:2]] == [
         'model.bn_position-none__batch_size-32__optimizer.learning_rate-0.0125__seed-0',
         'model.bn_position-none__batch_size-32__optimizer.learning_rate-0.0125__seed-1']
-    with pytest.raises(choices.ConfigError, match='need equally many values'):
-        sweep.zipped({'a': (1, 2), 'b': (1,)})
-    with pytest.raises(choices.ConfigError, match="'seed' appears in two parts"):
-        sweep.product({'seed': (0, 1)}, {'seed': (2,)})
+    with pytest.raises(errors.ConfigError, match='need equally many values'):
+        declare.zipped({'a': (1, 2), 'b': (1,)})
+    with pytest.raises(errors.ConfigError, match="'seed' appears in two parts"):
+        declare.product({'seed': (0, 1)}, {'seed': (2,)})
 
 
 def test_run_names_are_readable_and_safe_as_directories():
-    assert sweep.run_name({}) == 'base'
-    assert sweep.run_name({'eval.stats': ('ema', 'precise'), 'data.name': 'a/b c'}) == (
+    assert declare.run_name({}) == 'base'
+    assert declare.run_name({'eval.stats': ('ema', 'precise'), 'data.name': 'a/b c'}) == (
         'eval.stats-ema,precise__data.name-a_b_c')
 
 
 def test_expand_builds_each_config_and_workdir(tmp_path):
-    runs = sweep.expand(default.get_config(), [{'model.bn_position': 'after_act', 'seed': 3},
+    runs = declare.expand(default.get_config(), [{'model.bn_position': 'after_act', 'seed': 3},
                                               {'eval.stats': ['ema', 'batch']}], str(tmp_path))
     assert runs[0].config.model.bn_position == 'after_act' and runs[0].config.seed == 3
     assert runs[1].config.eval.stats == ('ema', 'batch')  # lists become the config's tuples
     assert runs[0].workdir == str(tmp_path / 'model.bn_position-after_act__seed-3')
-    assert sweep.select(runs, [runs[1].name]) == [runs[1]]
-    with pytest.raises(choices.ConfigError, match='not a run of this sweep; nearest: '
+    assert declare.select(runs, [runs[1].name]) == [runs[1]]
+    with pytest.raises(errors.ConfigError, match='not a run of this sweep; nearest: '
                                                   'model.bn_position-after_act__seed-3'):
-        sweep.select(runs, ['model.bn_position-after_act__seed-4'])
+        declare.select(runs, ['model.bn_position-after_act__seed-4'])
 
 
 @pytest.mark.parametrize('grid, message', [
@@ -60,52 +66,52 @@ def test_expand_builds_each_config_and_workdir(tmp_path):
     ([{'model.bn_position': 'after_relu'}], "'after_relu' is not valid for model simple_cnn"),
 ])
 def test_bad_sweeps_fail_before_anything_is_written(tmp_path, grid, message):
-    with pytest.raises(choices.ConfigError, match=message):
-        sweep.expand(default.get_config(), grid, str(tmp_path / 'sweep'))
+    with pytest.raises(errors.ConfigError, match=message):
+        declare.expand(default.get_config(), grid, str(tmp_path / 'sweep'))
     assert not (tmp_path / 'sweep').exists()
 
 
 def test_a_sweep_dir_with_conflicting_runs_is_refused(tmp_path):
     base = default.get_config()
-    runs = sweep.expand(base, [{'seed': s} for s in range(3)], str(tmp_path))
+    runs = declare.expand(base, [{'seed': s} for s in range(3)], str(tmp_path))
     for run in runs[:2]:  # another sweep's runs of the same names, with 3 epochs
         os.makedirs(run.workdir)
-        other = sweep.apply_overrides(run.config, {'num_epochs': 3})
+        other = declare.apply_overrides(run.config, {'num_epochs': 3})
         (tmp_path / run.name / records.CONFIG_FILE).write_text(other.to_json())
-    with pytest.raises(choices.ConfigError, match=r'seed-0 \(differs in: num_epochs\) and 1 '
+    with pytest.raises(errors.WorkdirError, match=r'seed-0 \(differs in: num_epochs\) and 1 '
                                                   'more; use a new --sweep_dir'):
-        sweep.check_sweep_dir(runs, str(tmp_path))
+        declare.check_sweep_dir(runs, str(tmp_path))
     sweep_index.record_sweep(str(tmp_path), base, runs)
-    with pytest.raises(choices.ConfigError, match=r'another sweep \(its base config differs '
+    with pytest.raises(errors.WorkdirError, match=r'another sweep \(its base config differs '
                                                   r'in: batch_size\)'):
-        sweep_index.record_sweep(str(tmp_path), sweep.apply_overrides(base, {'batch_size': 64}),
+        sweep_index.record_sweep(str(tmp_path), declare.apply_overrides(base, {'batch_size': 64}),
                                  runs)
 
 
 def _finish(run, **summary):
-    record = records.RunRecord(run.workdir)
+    record = run_record.RunRecord(run.workdir)
     record.start(run.config, resume_step=None)
     record.finish(summary)
 
 
 def test_next_action_says_what_a_rerun_does_and_why(tmp_path):
-    runs = sweep.expand(default.get_config(), [{'seed': s} for s in range(6)], str(tmp_path))
+    runs = declare.expand(default.get_config(), [{'seed': s} for s in range(6)], str(tmp_path))
     _finish(runs[0], status=records.COMPLETE, final_test_accuracy=0.97)
     _finish(runs[1], status=records.DIVERGED, diverged_at_step=12)
     _finish(runs[2], status=records.FAILED, error='OSError: disk full')
     _finish(runs[3], status=records.FAILED, error='OSError: disk full')
     os.makedirs(os.path.join(runs[3].workdir, 'checkpoints', '500'))
-    records.RunRecord(runs[4].workdir).start(runs[4].config, resume_step=None)  # killed early
-    assert [sweep.next_action(run) for run in runs] == [
-        (sweep.SKIP, 'complete (test accuracy 0.9700)'),
-        (sweep.SKIP, 'diverged at step 12'),
-        (sweep.START, 'again: it failed with no checkpoint (OSError: disk full)'),
-        (sweep.RESUME, 'checkpoint at step 500 after it failed (OSError: disk full)'),
-        (sweep.START, 'again: an earlier attempt stopped before its first checkpoint'),
-        (sweep.START, 'new')]
-    plan = [(run, *sweep.next_action(run)) for run in runs]
-    assert sweep.describe_plan(plan)[0] == 'skip   seed-0: complete (test accuracy 0.9700)'
-    assert sweep.describe_plan(plan)[-1] == ('would start 3, resume 1, skip 2 of 6 runs; '
+    run_record.RunRecord(runs[4].workdir).start(runs[4].config, resume_step=None)  # killed early
+    assert [declare.next_action(run) for run in runs] == [
+        (declare.SKIP, 'complete (test accuracy 0.9700)'),
+        (declare.SKIP, 'diverged at step 12'),
+        (declare.START, 'again: it failed with no checkpoint (OSError: disk full)'),
+        (declare.RESUME, 'checkpoint at step 500 after it failed (OSError: disk full)'),
+        (declare.START, 'again: an earlier attempt stopped before its first checkpoint'),
+        (declare.START, 'new')]
+    plan = [(run, *declare.next_action(run)) for run in runs]
+    assert declare.describe_plan(plan)[0] == 'skip   seed-0: complete (test accuracy 0.9700)'
+    assert declare.describe_plan(plan)[-1] == ('would start 3, resume 1, skip 2 of 6 runs; '
                                              'nothing was written')
 
 
@@ -115,7 +121,7 @@ def _add_and_finish(sweep_dir: str, runs: list, rounds: int) -> None:
     for run in runs:
         sweep_index.record_sweep(sweep_dir, default.get_config(), [run])
         os.makedirs(run.workdir, exist_ok=True)
-        records.RunRecord(run.workdir).finish({'status': records.COMPLETE,
+        run_record.RunRecord(run.workdir).finish({'status': records.COMPLETE,
                                                'final_test_accuracy': 0.5})
         for _ in range(rounds):
             sweep_index.update_index(sweep_dir)
@@ -124,7 +130,7 @@ def _add_and_finish(sweep_dir: str, runs: list, rounds: int) -> None:
 @pytest.mark.filterwarnings('ignore:os.fork')
 def test_the_manifest_and_index_stay_whole_under_concurrent_writers(tmp_path):
     sweep_dir = str(tmp_path)
-    runs = sweep.expand(default.get_config(), [{'seed': s} for s in range(16)], sweep_dir)
+    runs = declare.expand(default.get_config(), [{'seed': s} for s in range(16)], sweep_dir)
     sweep_index.record_sweep(sweep_dir, default.get_config(), [])
     sweep_index.update_index(sweep_dir)
     # fork: the writers only touch files, and spawn would re-import JAX in each (20 s).
@@ -148,14 +154,14 @@ def test_the_manifest_and_index_stay_whole_under_concurrent_writers(tmp_path):
 
 def test_in_process_runs_count_diverged_apart_and_record_early_failures(tmp_path):
     grid = [{'optimizer.learning_rate': lr} for lr in (0.1, 10.0, 0.2)]
-    runs = sweep.expand(default.get_config(), grid, str(tmp_path))
+    runs = declare.expand(default.get_config(), grid, str(tmp_path))
     sweep_index.record_sweep(str(tmp_path), default.get_config(), runs)
 
     def fake_train(group):
         for run in group:
             lr = run.config.optimizer.learning_rate
             if lr == 0.2:
-                raise choices.ConfigError('dataset not prepared')  # before any record
+                raise errors.ConfigError('dataset not prepared')  # before any record
             _finish(run, **({'status': records.DIVERGED, 'diverged_at_step': 3} if lr > 1
                             else {'status': records.COMPLETE, 'final_test_accuracy': 0.9}))
     counts = launch.run_in_process([[run] for run in runs], str(tmp_path), fake_train)
@@ -191,16 +197,16 @@ def test_tpu_launcher_runs_each_run_on_every_worker_of_the_tpu_vm():
         "cd '~/bn_study' && python3 scripts/sweep.py --config=configs/seed_question.py:cpu "
         "'--sweep_dir=gs://bucket/seed question' --run=seed-0 --multihost_auto "
         '--config.num_epochs=2']
-    with pytest.raises(choices.ConfigError, match='is not a gs:// bucket'):
+    with pytest.raises(errors.ConfigError, match='is not a gs:// bucket'):
         launch.check_cloud_sweep_dir('/tmp/sweep')
-    with pytest.raises(choices.ConfigError, match='outside the repository'):
+    with pytest.raises(errors.ConfigError, match='outside the repository'):
         launch.remote_config_spec('/tmp/study.py')
 
 
 def test_tpu_launcher_goes_on_after_a_failed_run(tmp_path, monkeypatch):
     """run_on_tpu with gcloud replaced: each run's command, in order, and a run whose
     gcloud call failed (no summary) counted as failed."""
-    runs = sweep.expand(default.get_config(), [{'seed': 0}, {'seed': 1}], str(tmp_path))
+    runs = declare.expand(default.get_config(), [{'seed': 0}, {'seed': 1}], str(tmp_path))
     sweep_index.record_sweep(str(tmp_path), default.get_config(), runs)
     invocation = launch.Invocation('configs/default.py', (), str(tmp_path))
     called = []
@@ -219,7 +225,7 @@ def test_tpu_launcher_goes_on_after_a_failed_run(tmp_path, monkeypatch):
 
 
 def test_print_mode_gives_one_command_per_run():
-    groups = [[sweep.Run('seed-0', {}, None, '')], [sweep.Run('seed-1', {}, None, '')]]
+    groups = [[declare.Run('seed-0', {}, None, '')], [declare.Run('seed-1', {}, None, '')]]
     assert launch.scheduler_commands(groups, INVOCATION, 'python') == [
         f"python scripts/sweep.py --config=configs/seed_question.py:cpu '--sweep_dir=gs://bucket"
         f"/seed question' --run=seed-{i} --config.num_epochs=2" for i in range(2)]
@@ -234,9 +240,9 @@ def test_config_overrides_pass_to_workers():
 def test_the_seed_study_expands_to_placements_by_output_norm_by_seeds(tmp_path):
     from configs import seed_question
     base = seed_question.get_config()
-    runs = sweep.expand(base, seed_question.get_sweep(), str(tmp_path))
+    runs = declare.expand(base, seed_question.get_sweep(), str(tmp_path))
     assert len(runs) == 24
     assert runs[0].name == 'model.bn_position-none__model.bn_on_output-False__seed-0'
     assert runs[3].name == 'model.bn_position-none__model.bn_on_output-True__seed-0'
-    with pytest.raises(choices.ConfigError, match='no variant; choose one of'):
+    with pytest.raises(errors.ConfigError, match='no variant; choose one of'):
         seed_question.get_sweep('outputbn')

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import choices, data, evaluation, models, optim, parallel, records, train
+from bn_study.training import data
+from bn_study.training import evaluation
+from bn_study.nn import models
+from bn_study.training import optim
+from bn_study.training import parallel
+from bn_study import records
+from bn_study.training import loop
+from bn_study import errors
 
 
 def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global',
@@ -23,10 +30,10 @@ def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stat
                  'schedule__warmup_epochs': 0.0,  # so the very first step moves params
                  **overrides}
     config = make_config(**overrides)
-    config.model.dtype = 'float64'  # test only: choices.DTYPES does not offer it
+    config.model.dtype = 'float64'  # test only: nn_catalog.DTYPES does not offer it
     model = models.build_model(config.model, config.norm, num_classes=10)
     schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
-    state = train.create_train_state(
+    state = loop.create_train_state(
         model, jax.random.PRNGKey(0), (28, 28, 1),
         lambda p: optim.make_optimizer(config.optimizer, schedule, p))
     rng = np.random.default_rng(0)
@@ -38,11 +45,11 @@ def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stat
 def _step(state, batch, num_devices, steps=3):
     devices = jax.devices()[:num_devices]
     shard = lambda x: x.reshape(num_devices, -1, *x.shape[1:])
-    p_step = jax.pmap(train.train_step, axis_name=train.BATCH_AXIS, devices=devices)
+    p_step = jax.pmap(loop.train_step, axis_name=loop.BATCH_AXIS, devices=devices)
     state = jax_utils.replicate(state, devices)
     for _ in range(steps):
         state, metrics = p_step(state, jax.tree.map(shard, batch))
-    return train.unreplicate(state), train.unreplicate(metrics)
+    return loop.unreplicate(state), loop.unreplicate(metrics)
 
 
 @pytest.mark.parametrize('bn_position', ['before_act', 'after_pool', 'none'])
@@ -117,7 +124,7 @@ def test_eval_step_sums_agree_across_device_counts(make_config):
     sums = {}
     for n in (1, 4):
         devices = jax.devices()[:n]
-        p_eval = jax.pmap(evaluation.eval_step, axis_name=train.BATCH_AXIS, devices=devices)
+        p_eval = jax.pmap(evaluation.eval_step, axis_name=loop.BATCH_AXIS, devices=devices)
         out = p_eval(jax_utils.replicate(state, devices),
                      jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch))
         sums[n] = jax.tree.map(lambda x: float(x[0]), out)
@@ -130,7 +137,7 @@ def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
     # Bitwise repetition (a separate process against this one) is checked by
     # tests/test_checkpoint.py's kill-and-resume test.
     config = make_config(num_epochs=2)
-    train.train_and_evaluate(config, str(tmp_path / 'a'))
+    loop.train_and_evaluate(config, str(tmp_path / 'a'))
     summary = records.read_summary(str(tmp_path / 'a'))
     assert summary['status'] == records.COMPLETE
     assert summary['final_test_accuracy'] >= 0.90
@@ -146,15 +153,15 @@ def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
         assert json.load(f)['model']['bn_position'] == 'before_act'
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(tmp_path / 'a'))
 
-    with pytest.raises(choices.ConfigError, match='already holds a complete run'):
-        train.train_and_evaluate(config, str(tmp_path / 'a'))
+    with pytest.raises(errors.WorkdirError, match='already holds a complete run'):
+        loop.train_and_evaluate(config, str(tmp_path / 'a'))
 
 
 @pytest.mark.parametrize('batch_stats, examples', [('per_device', 16), ('ghost', 8)])
 def test_the_normalization_batch_is_recorded(make_config, tmp_path, batch_stats, examples):
     config = make_config(num_epochs=1, norm__batch_stats=batch_stats, batch_size=64,
                          norm__ghost_batch_size=8, eval__stats=('batch',))
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
     stats = records.read_summary(str(tmp_path))['normalization']
     assert (stats['scope'], stats['examples_per_statistic'], stats['num_devices']) == (
         batch_stats, examples, 4)
@@ -171,7 +178,7 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
         raise OSError('disk vanished')
     monkeypatch.setattr(data, 'train_batches', breaking)
     with pytest.raises(OSError):
-        train.train_and_evaluate(make_config(num_epochs=3), str(tmp_path))
+        loop.train_and_evaluate(make_config(num_epochs=3), str(tmp_path))
     summary = records.read_summary(str(tmp_path))
     assert summary['status'] == records.FAILED
     assert summary['epochs_completed'] == 1 and 'disk vanished' in summary['error']
@@ -208,15 +215,15 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
     ({'schedule__step_boundaries_epochs': (9,)}, 'before the last epoch'),
 ])
 def test_bad_config_fails_before_writing(make_config, tmp_path, overrides, message):
-    with pytest.raises(choices.ConfigError, match=message):
-        train.train_and_evaluate(make_config(**overrides), str(tmp_path / 'run'))
+    with pytest.raises(errors.ConfigError, match=message):
+        loop.train_and_evaluate(make_config(**overrides), str(tmp_path / 'run'))
     assert not (tmp_path / 'run').exists()
 
 
 def test_a_diverging_run_stops_with_its_step_and_last_finite_metrics(make_config, tmp_path):
     config = make_config(num_epochs=3, model__bn_position='none', optimizer__learning_rate=1e3,
                          schedule__warmup_epochs=0.0)
-    state = train.train_and_evaluate(config, str(tmp_path))  # no exception: an outcome
+    state = loop.train_and_evaluate(config, str(tmp_path))  # no exception: an outcome
     summary = records.read_summary(str(tmp_path))
     assert summary['status'] == records.DIVERGED
     assert 1 <= summary['diverged_at_step'] <= 31 and summary['epochs_completed'] == 0
@@ -224,14 +231,14 @@ def test_a_diverging_run_stops_with_its_step_and_last_finite_metrics(make_config
         assert summary['last_finite_step']['step'] == summary['diverged_at_step'] - 1
         assert np.isfinite(summary['last_finite_step']['train_loss'])
     assert not all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
-    with pytest.raises(choices.ConfigError, match='already holds a diverged run'):
-        train.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(errors.WorkdirError, match='already holds a diverged run'):
+        loop.train_and_evaluate(config, str(tmp_path))
 
 
 def test_progress_reaches_tensorboard_at_a_steady_rate(make_config, tmp_path):
     import tensorflow as tf
     config = make_config(num_epochs=1, progress_every_steps=10, diagnostics__every_steps=0)
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
     events = [e for e in os.listdir(tmp_path) if e.startswith('events.out.tfevents')]
     scalars = {}
     for event in tf.compat.v1.train.summary_iterator(str(tmp_path / events[0])):
@@ -251,7 +258,7 @@ def test_cifar10_trains_under_mock_data(make_config, tmp_path):
     config = make_config(data__name='cifar10', data__data_dir=str(tmp_path / 'tfds'),
                          num_epochs=1, batch_size=64, eval__batch_size=64)
     with tfds.testing.mock_data(num_examples=256):
-        train.train_and_evaluate(config, str(tmp_path / 'run'))
+        loop.train_and_evaluate(config, str(tmp_path / 'run'))
     summary = records.read_summary(str(tmp_path / 'run'))
     assert summary['status'] == records.COMPLETE and summary['steps'] == 4
     # 3 input channels reach conv1: 3*3*3*32 kernel weights.

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import choices, data, records, sweep, train, vmap_seeds
+from bn_study.training import data
+from bn_study import records
+from bn_study.studies import declare
+from bn_study.training import loop
+from bn_study.training import vmap_seeds
+from bn_study import errors
 
 
 def _small(make_config, seed, eval_stats=('ema',)):
@@ -17,13 +22,13 @@ def _small(make_config, seed, eval_stats=('ema',)):
 
 def test_the_vmapped_step_equals_each_members_own_step(make_config, tmp_path):
     configs = [_small(make_config, seed) for seed in (0, 1)]
-    setup = train.prepare(configs[0], tmp_path)
+    setup = loop.prepare(configs[0], tmp_path)
     augment = data.augmentation(configs[0].data, setup.info)
     batches = [list(data.train_batches(setup.shards, setup.info, augment, 4, 128, setup.layout,
                                        c.seed, 0, 3)) for c in configs]
-    states = [train.initial_state(c, setup) for c in configs]
-    pmap = lambda fn: jax.pmap(fn, axis_name=train.BATCH_AXIS, devices=setup.devices)
-    solo_step, vmapped_step = pmap(train.train_step), pmap(jax.vmap(train.train_step))
+    states = [loop.initial_state(c, setup) for c in configs]
+    pmap = lambda fn: jax.pmap(fn, axis_name=loop.BATCH_AXIS, devices=setup.devices)
+    solo_step, vmapped_step = pmap(loop.train_step), pmap(jax.vmap(loop.train_step))
     alone = [jax_utils.replicate(s, setup.local_devices) for s in states]
     together = jax_utils.replicate(vmap_seeds.stack(states), setup.local_devices)
     for step in range(3):
@@ -32,14 +37,14 @@ def test_the_vmapped_step_equals_each_members_own_step(make_config, tmp_path):
                                                           *(b[step] for b in batches)))
     for k, solo in enumerate(alone):  # three steps: only rounding apart
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                     train.first_replica(solo.params),
-                     jax.tree.map(lambda x: x[k], train.first_replica(together.params)))
+                     loop.first_replica(solo.params),
+                     jax.tree.map(lambda x: x[k], loop.first_replica(together.params)))
 
 
 def test_a_vmapped_seed_writes_the_record_of_its_run_alone(tmp_path, make_config):
     # ema and batch: the test batches' draw depends on each member's seed
     configs = [_small(make_config, seed, ('ema', 'batch')) for seed in (0, 1)]
-    solo = train.train_and_evaluate(configs[1], tmp_path / 'alone')
+    solo = loop.train_and_evaluate(configs[1], tmp_path / 'alone')
     together = vmap_seeds.train_seeds(configs, [tmp_path / f'vmapped{c.seed}' for c in configs])
     # Rounding differences grow over 31 steps through ReLU kinks and max-pool ties (see
     # WORKSPACE, Determinism): up to ~1e-3 in single weights, so the tolerance is loose;
@@ -61,14 +66,14 @@ def test_a_vmapped_seed_writes_the_record_of_its_run_alone(tmp_path, make_config
 
 def test_only_runs_that_differ_in_seed_alone_are_grouped(make_config):
     configs = [make_config(seed=0), make_config(seed=1, batch_size=64)]
-    with pytest.raises(choices.ConfigError, match='differ only in seed; these also differ in: '
+    with pytest.raises(errors.ConfigError, match='differ only in seed; these also differ in: '
                                                   'batch_size'):
         vmap_seeds.check_seed_group(configs)
-    with pytest.raises(choices.ConfigError, match='must be distinct'):
+    with pytest.raises(errors.ConfigError, match='must be distinct'):
         vmap_seeds.check_seed_group([make_config(seed=2), make_config(seed=2)])
-    grid = sweep.product({'model.bn_position': ('none', 'after_act'), 'seed': range(3)})
-    runs = sweep.expand(make_config(), grid, '/tmp/unused')
-    groups = sweep.seed_groups(runs, size=2)
+    grid = declare.product({'model.bn_position': ('none', 'after_act'), 'seed': range(3)})
+    runs = declare.expand(make_config(), grid, '/tmp/unused')
+    groups = declare.seed_groups(runs, size=2)
     assert [[r.overrides['seed'] for r in g] for g in groups] == [[0, 1], [2], [0, 1], [2]]
     assert {r.config.model.bn_position for r in groups[2]} == {'after_act'}
-    assert sweep.seed_groups(runs, size=0) == [[r] for r in runs]
+    assert declare.seed_groups(runs, size=0) == [[r] for r in runs]

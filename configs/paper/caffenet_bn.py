@@ -22,11 +22,12 @@ Variants:
             default solver, seeds 0-2: 15 runs; 2 min 53 s on a 2-core CPU (measured).
 """
 
-from bn_study import published, sweep
+from bn_study.analysis import report_spec
+from bn_study.studies import declare
 from configs import default
 from configs.paper import common
 
-AFFINE = sweep.zipped({'norm.use_scale': (False, True), 'norm.use_bias': (False, True)})
+AFFINE = declare.zipped({'norm.use_scale': (False, True), 'norm.use_bias': (False, True)})
 
 
 def get_config(arg: str | None = None):
@@ -51,11 +52,11 @@ def get_config(arg: str | None = None):
 def get_sweep(arg: str | None = None) -> list[dict]:
     seeds = {'seed': range(5) if common.variant(arg, __file__) == common.FULL else range(3)}
     # No BN once (scale and bias do not apply), then both placements with and without them.
-    return (sweep.product([{'model.bn_position': 'none'}], seeds) +
-            sweep.product({'model.bn_position': ('before_act', 'after_act')}, AFFINE, seeds))
+    return (declare.product([{'model.bn_position': 'none'}], seeds) +
+            declare.product({'model.bn_position': ('before_act', 'after_act')}, AFFINE, seeds))
 
 
-def get_report(arg: str | None = None) -> published.ReportSpec:
+def get_report(arg: str | None = None) -> report_spec.ReportSpec:
     del arg
     caffenet = 'caffenet-benchmark (CaffeNet128, ImageNet top-1)'
     googlenet = 'caffenet-benchmark (GoogLeNet128, ImageNet top-1)'
@@ -63,16 +64,16 @@ def get_report(arg: str | None = None) -> published.ReportSpec:
     affine = {'norm.use_scale': True, 'norm.use_bias': True}
     at = lambda position, extra: {'model.bn_position': position, **extra}
     none = {'model.bn_position': 'none'}
-    return published.ReportSpec('model.bn_position', (
-        published.Claim(caffenet, '0.499 vs 0.474', at('after_act', bare),
+    return report_spec.ReportSpec('model.bn_position', (
+        report_spec.Claim(caffenet, '0.499 vs 0.474', at('after_act', bare),
                         at('before_act', bare)),
-        published.Claim(caffenet, '0.493 vs 0.478', at('after_act', affine),
+        report_spec.Claim(caffenet, '0.493 vs 0.478', at('after_act', affine),
                         at('before_act', affine)),
-        published.Claim(caffenet, '0.499 vs 0.471', at('after_act', bare), none),
-        published.Claim(caffenet, '0.474 vs 0.471', at('before_act', bare), none),
-        published.Claim(caffenet, '0.478 vs 0.474', at('before_act', affine),
+        report_spec.Claim(caffenet, '0.499 vs 0.471', at('after_act', bare), none),
+        report_spec.Claim(caffenet, '0.474 vs 0.471', at('before_act', bare), none),
+        report_spec.Claim(caffenet, '0.478 vs 0.474', at('before_act', affine),
                         at('before_act', bare)),
-        published.Claim(caffenet, '0.499 vs 0.493', at('after_act', bare),
+        report_spec.Claim(caffenet, '0.499 vs 0.493', at('after_act', bare),
                         at('after_act', affine)),
-        published.Claim(googlenet, '0.619 vs 0.603', none, at('before_act', affine)),
+        report_spec.Claim(googlenet, '0.619 vs 0.603', none, at('before_act', affine)),
     ))

@@ -2,11 +2,11 @@
 
 import os
 
-from bn_study import choices
+from bn_study import errors
+from bn_study.paths import REPO
 
 FULL, CPU = 'full', 'cpu'
 VARIANTS = {'': FULL, 'cpu': CPU}  # the config argument -> the variant
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The four official MNIST archives, where this workplace keeps them beside the repository;
 # elsewhere '' (TFDS downloads them).
 _SHARED_MNIST = os.path.join(os.path.dirname(REPO), 'shared', 'datasets', 'mnist')
@@ -17,6 +17,6 @@ def variant(arg: str | None, config_file: str) -> str:
     """FULL or CPU from the config argument; anything else is refused with the choices."""
     if (arg or '') not in VARIANTS:
         name = os.path.relpath(config_file, REPO)
-        raise choices.ConfigError(f'{name}:{arg} is no variant; choose one of: (none, the full '
+        raise errors.ConfigError(f'{name}:{arg} is no variant; choose one of: (none, the full '
                                   'protocol), cpu')
     return VARIANTS[arg or '']

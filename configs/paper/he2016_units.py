@@ -24,7 +24,9 @@ Variants:
             runs; 17 min 18 s on a 2-core CPU (measured, another job beside it at first).
 """
 
-from bn_study import choices, published, sweep
+from bn_study.analysis import report_spec
+from bn_study.studies import declare
+from bn_study.nn import catalog as nn_catalog
 from configs import default
 from configs.paper import common
 
@@ -51,28 +53,28 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None) -> list[dict]:
     if common.variant(arg, __file__) == common.FULL:
-        depths = sweep.zipped({'model.resnet.depth': (110, 164),
+        depths = declare.zipped({'model.resnet.depth': (110, 164),
                                'model.resnet.block': ('basic', 'bottleneck')})
         seeds = range(5)
     else:
         depths = [{'model.resnet.depth': 20}, {'model.resnet.depth': 56}]
         seeds = range(3)
-    units = [u for u in choices.RESIDUAL_UNITS if u != 'none']
-    return sweep.product(depths, {'model.bn_position': units}, {'seed': seeds})
+    units = [u for u in nn_catalog.RESIDUAL_UNITS if u != 'none']
+    return declare.product(depths, {'model.bn_position': units}, {'seed': seeds})
 
 
-def get_report(arg: str | None = None) -> published.ReportSpec:
+def get_report(arg: str | None = None) -> report_spec.ReportSpec:
     del arg
     table = 'He et al. 2016, Table 2 (CIFAR-10 error %, ResNet-110)'
     unit = lambda name: {'model.bn_position': name}
-    return published.ReportSpec('model.bn_position', (
-        published.Claim(table, '6.61 vs 8.17', unit('original'), unit('bn_after_addition')),
-        published.Claim(table, '6.61 vs 7.84', unit('original'),
+    return report_spec.ReportSpec('model.bn_position', (
+        report_spec.Claim(table, '6.61 vs 8.17', unit('original'), unit('bn_after_addition')),
+        report_spec.Claim(table, '6.61 vs 7.84', unit('original'),
                         unit('relu_before_addition')),
-        published.Claim(table, '6.37 vs 6.61', unit('full_preactivation'), unit('original'),
+        report_spec.Claim(table, '6.37 vs 6.61', unit('full_preactivation'), unit('original'),
                         'no_worse'),
-        published.Claim(table, '6.37 vs 8.17', unit('full_preactivation'),
+        report_spec.Claim(table, '6.37 vs 8.17', unit('full_preactivation'),
                         unit('bn_after_addition')),
-        published.Claim(table, '6.71 vs 6.61', unit('relu_only_preactivation'),
+        report_spec.Claim(table, '6.71 vs 6.61', unit('relu_only_preactivation'),
                         unit('original'), 'no_worse'),
     ))

@@ -23,7 +23,8 @@ Variants:
             (measured).
 """
 
-from bn_study import published, sweep
+from bn_study.analysis import report_spec
+from bn_study.studies import declare
 from configs import default
 from configs.paper import common
 
@@ -50,22 +51,22 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None) -> list[dict]:
     seeds = range(5) if common.variant(arg, __file__) == common.FULL else range(3)
-    return sweep.product({'model.bn_position': ('none', 'before_act', 'after_act'),
+    return declare.product({'model.bn_position': ('none', 'before_act', 'after_act'),
                           'optimizer.learning_rate': tuple(BASE_LR * m for m in MULTIPLIERS),
                           'seed': seeds})
 
 
-def get_report(arg: str | None = None) -> published.ReportSpec:
+def get_report(arg: str | None = None) -> report_spec.ReportSpec:
     del arg
     figure = 'Ioffe & Szegedy 2015, Figure 1(a) (MNIST)'
     inception = 'Ioffe & Szegedy 2015, Inception on ImageNet'
     at = lambda position, multiplier: {'model.bn_position': position,
                                       'optimizer.learning_rate': BASE_LR * multiplier}
-    return published.ReportSpec('model.bn_position', (
-        published.Claim(figure, 'BN above no BN throughout training (figure only)',
+    return report_spec.ReportSpec('model.bn_position', (
+        report_spec.Claim(figure, 'BN above no BN throughout training (figure only)',
                         at('before_act', 1), at('none', 1)),
-        published.Claim(inception, 'BN-x5 73.0% vs Inception-x5 diverged', at('before_act', 5),
+        report_spec.Claim(inception, 'BN-x5 73.0% vs Inception-x5 diverged', at('before_act', 5),
                         at('none', 5)),
-        published.Claim(inception, 'BN-x30 74.8% vs Inception-x5 diverged',
+        report_spec.Claim(inception, 'BN-x30 74.8% vs Inception-x5 diverged',
                         at('before_act', 30), at('none', 30)),
     ))

@@ -23,7 +23,9 @@ Variants:
             (measured, with short jobs beside it at times).
 """
 
-from bn_study import choices, published, sweep
+from bn_study.analysis import report_spec
+from bn_study.studies import declare
+from bn_study.nn import catalog as nn_catalog
 from configs import default
 from configs.paper import common
 
@@ -44,26 +46,26 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None) -> list[dict]:
     seeds = range(5) if common.variant(arg, __file__) == common.FULL else range(3)
-    return sweep.product({'model.bn_position': choices.BN_POSITIONS,
+    return declare.product({'model.bn_position': nn_catalog.BN_POSITIONS,
                           'optimizer.learning_rate': LEARNING_RATES, 'seed': seeds})
 
 
-def get_report(arg: str | None = None) -> published.ReportSpec:
+def get_report(arg: str | None = None) -> report_spec.ReportSpec:
     del arg
     ioffe = 'Ioffe & Szegedy 2015 (Inception, ImageNet)'
     caffenet = 'caffenet-benchmark (CaffeNet128, ImageNet top-1)'
     at = lambda position, lr: {'model.bn_position': position, 'optimizer.learning_rate': lr}
-    return published.ReportSpec('model.bn_position', (
-        published.Claim(caffenet, '0.499 vs 0.474', {'model.bn_position': 'after_act'},
+    return report_spec.ReportSpec('model.bn_position', (
+        report_spec.Claim(caffenet, '0.499 vs 0.474', {'model.bn_position': 'after_act'},
                         {'model.bn_position': 'before_act'}),
         # At the base rate only; the larger rates are the two claims below.
-        published.Claim(ioffe, 'BN-Baseline 72.7% vs Inception 72.2% at the same rate',
+        report_spec.Claim(ioffe, 'BN-Baseline 72.7% vs Inception 72.2% at the same rate',
                         {'model.bn_position': 'before_act'}, {'model.bn_position': 'none'},
                         where={'optimizer.learning_rate': 0.05}),
         # BN-x5 and BN-x30 trained where plain Inception at 5x diverged: at the two largest
         # rates here (16x and 64x the default), BN before the activation against none.
-        published.Claim(ioffe, 'BN-x5 73.0% vs Inception-x5 diverged', at('before_act', 0.8),
+        report_spec.Claim(ioffe, 'BN-x5 73.0% vs Inception-x5 diverged', at('before_act', 0.8),
                         at('none', 0.8)),
-        published.Claim(ioffe, 'BN-x30 74.8% vs Inception-x5 diverged', at('before_act', 3.2),
+        report_spec.Claim(ioffe, 'BN-x30 74.8% vs Inception-x5 diverged', at('before_act', 3.2),
                         at('none', 3.2)),
     ))

@@ -24,7 +24,8 @@ Variants:
             runs; 9 min 21 s on a 2-core CPU (measured).
 """
 
-from bn_study import published, sweep
+from bn_study.analysis import report_spec
+from bn_study.studies import declare
 from configs import default
 from configs.paper import common
 
@@ -57,34 +58,34 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None) -> list[dict]:
     if common.variant(arg, __file__) == common.FULL:
-        batches = sweep.zipped({
+        batches = declare.zipped({
             'norm.ghost_batch_size': NORMALIZATION_BATCHES,
             'batch_size': tuple(8 * n for n in NORMALIZATION_BATCHES),
             'optimizer.learning_rate': tuple(0.1 * n / 32 for n in NORMALIZATION_BATCHES)})
-        return sweep.product({'norm.kind': ('batch', *OTHER_KINDS)}, batches,
+        return declare.product({'norm.kind': ('batch', *OTHER_KINDS)}, batches,
                              {'seed': range(3)})
     seeds = {'seed': range(3)}
-    return (sweep.product({'norm.kind': ('batch',),
+    return (declare.product({'norm.kind': ('batch',),
                            'norm.ghost_batch_size': NORMALIZATION_BATCHES}, seeds) +
-            sweep.product({'norm.kind': OTHER_KINDS}, seeds))
+            declare.product({'norm.kind': OTHER_KINDS}, seeds))
 
 
-def get_report(arg: str | None = None) -> published.ReportSpec:
+def get_report(arg: str | None = None) -> report_spec.ReportSpec:
     source = 'Wu & He 2018 (ResNet-50, ImageNet val error %)'
     kind = lambda name, n: {'norm.kind': name, 'norm.ghost_batch_size': n}
     # GN ignores the normalization batch: the CPU variant runs it at 32 only.
     group = lambda n: kind('group', n if common.variant(arg, __file__) == common.FULL else 32)
-    return published.ReportSpec('norm.kind', (
-        published.Claim(source, 'BN 23.6 vs GN 24.1 at 32', kind('batch', 32), group(32),
+    return report_spec.ReportSpec('norm.kind', (
+        report_spec.Claim(source, 'BN 23.6 vs GN 24.1 at 32', kind('batch', 32), group(32),
                         'no_worse'),
-        published.Claim(source, 'GN 24.1 vs LN 25.3 at 32', group(32),
+        report_spec.Claim(source, 'GN 24.1 vs LN 25.3 at 32', group(32),
                         kind('layer', 32)),
-        published.Claim(source, 'LN 25.3 vs IN 28.4 at 32', kind('layer', 32),
+        report_spec.Claim(source, 'LN 25.3 vs IN 28.4 at 32', kind('layer', 32),
                         kind('instance', 32)),
-        published.Claim(source, 'GN 24.2 vs BN 27.3 at 4', group(4), kind('batch', 4)),
-        published.Claim(source, 'GN 24.1 vs BN 34.7 at 2', group(2), kind('batch', 2)),
-        published.Claim(source, 'BN 23.6 at 32 vs 27.3 at 4', kind('batch', 32),
+        report_spec.Claim(source, 'GN 24.2 vs BN 27.3 at 4', group(4), kind('batch', 4)),
+        report_spec.Claim(source, 'GN 24.1 vs BN 34.7 at 2', group(2), kind('batch', 2)),
+        report_spec.Claim(source, 'BN 23.6 at 32 vs 27.3 at 4', kind('batch', 32),
                         kind('batch', 4)),
-        published.Claim(source, 'BN 23.6 at 32 vs 34.7 at 2', kind('batch', 32),
+        report_spec.Claim(source, 'BN 23.6 at 32 vs 34.7 at 2', kind('batch', 32),
                         kind('batch', 2)),
     ))

@@ -26,7 +26,8 @@ Variants:
             seeds 0-2: 36 runs; 7 min 31 s on a 2-core CPU (measured).
 """
 
-from bn_study import published, sweep
+from bn_study.analysis import report_spec
+from bn_study.studies import declare
 from configs import default
 from configs.paper import common
 
@@ -56,19 +57,19 @@ def get_sweep(arg: str | None = None) -> list[dict]:
         ghosts = (8, 32, 128, 1024)
     else:
         ghosts = (4, 16, 64)
-    return sweep.product({'norm.ghost_batch_size': ghosts, 'norm.momentum': (0.9, 0.99),
+    return declare.product({'norm.ghost_batch_size': ghosts, 'norm.momentum': (0.9, 0.99),
                           'eval.precise_bn_examples': (1024, 10240), 'seed': range(3)})
 
 
-def get_report(arg: str | None = None) -> published.ReportSpec:
+def get_report(arg: str | None = None) -> report_spec.ReportSpec:
     source = 'Wu & Johnson 2021 (claims, Sec. 3-4)'
     smallest = 8 if common.variant(arg, __file__) == common.FULL else 4
     at_smallest = lambda kind: {'eval': kind, 'norm.ghost_batch_size': smallest}
-    return published.ReportSpec('norm.ghost_batch_size', (
-        published.Claim(source, 'PreciseBN more accurate than the EMA', {'eval': 'precise'},
+    return report_spec.ReportSpec('norm.ghost_batch_size', (
+        report_spec.Claim(source, 'PreciseBN more accurate than the EMA', {'eval': 'precise'},
                         {'eval': 'ema'}, 'no_worse'),
         # Small normalization batches hurt through the train/test inconsistency, which
         # normalizing each test batch as training did removes.
-        published.Claim(source, 'train/test inconsistency at small batches',
+        report_spec.Claim(source, 'train/test inconsistency at small batches',
                         at_smallest('batch'), at_smallest('precise')),
     ))

@@ -1,0 +1,88 @@
+"""The report's PNG figures, each drawn from run records: learning curves, accuracy against
+a swept value, and percentiles of an activation's input over training."""
+
+import os
+import re
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+matplotlib.use('Agg')  # files only; no display
+from matplotlib import pyplot as plt  # noqa: E402
+
+from bn_study import records
+
+
+def _save(fig, path: str, title: str) -> None:
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def curves(runs: pd.DataFrame, compare: str, sweep_dir: str, path: str, title: str) -> None:
+    """Test accuracy and train loss against steps per compared value: mean and min-max band
+    over seeds."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for option, group in runs.groupby(compare):
+        tables = [pd.DataFrame(records.read_metrics(os.path.join(sweep_dir, r)))
+                  for r in group['run']]
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            continue
+        joined = pd.concat(tables).groupby('step')
+        for ax, column in zip(axes, ('test_accuracy', 'train_loss')):
+            mean = joined[column].mean()
+            line, = ax.plot(mean.index, mean.to_numpy(), marker='o', ms=3, label=str(option))
+            ax.fill_between(mean.index, joined[column].min(), joined[column].max(),
+                            color=line.get_color(), alpha=0.2)
+    for ax, column in zip(axes, ('test accuracy', 'train loss')):
+        ax.set_xlabel('step')
+        ax.set_ylabel(column)
+        ax.grid(alpha=0.3)
+    axes[0].legend(title=compare.split('.')[-1], fontsize=8)
+    _save(fig, path, title)
+
+
+def against(runs: pd.DataFrame, compare: str, axis: str, path: str, title: str) -> None:
+    """Final test accuracy against a swept value per compared value; diverged runs as x at 0."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for option, group in runs.groupby(compare):
+        done = group[group['summary.status'] == records.COMPLETE]
+        mean = done.groupby(axis)['summary.final_test_accuracy'].mean()
+        line, = ax.plot(mean.index, mean.to_numpy(), marker='o', label=str(option))
+        diverged = group[group['summary.status'] == records.DIVERGED]
+        ax.scatter(diverged[axis], np.zeros(len(diverged)), marker='x', color=line.get_color())
+    ax.set_xscale('log')
+    ax.set_xlabel(f'{axis} (x at 0: diverged)')
+    ax.set_ylabel('final test accuracy')
+    ax.grid(alpha=0.3)
+    ax.legend(title=compare.split('.')[-1], fontsize=8)
+    _save(fig, path, title)
+
+
+def percentile_columns(keys) -> list[str]:
+    """The percentile names among `keys` ('p15', 'p2.5': diagnostics.rows writes p{q:g}),
+    in increasing order."""
+    return sorted((k for k in keys if re.fullmatch(r'p\d+(\.\d+)?', str(k))),
+                  key=lambda k: float(k[1:]))
+
+
+def percentiles(rows: pd.DataFrame, compare: str, path: str, title: str) -> None:
+    """One panel per compared value: the logged percentiles of an activation's input against
+    steps (mean over seeds), as Ioffe & Szegedy's Figure 1 (b, c) draws them."""
+    options = sorted(rows[compare].unique(), key=str)
+    fig, axes = plt.subplots(1, len(options), figsize=(4 * len(options), 3.4), squeeze=False,
+                             sharey=True)
+    columns = percentile_columns(rows.columns)
+    for ax, option in zip(axes[0], options):
+        mean = rows[rows[compare] == option].groupby('step')[columns].mean()
+        for column in columns:
+            ax.plot(mean.index, mean[column].to_numpy(), label=f'{column[1:]}th percentile')
+        ax.set_title(f'{compare.split(".")[-1]}={option}', fontsize=9)
+        ax.set_xlabel('step')
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel('input of the activation')
+    axes[0][0].legend(fontsize=8)
+    _save(fig, path, title)

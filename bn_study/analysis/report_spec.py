@@ -1,0 +1,61 @@
+"""What a study's report compares: the config key whose values it ranks, and the published
+orderings it checks the measured runs against (REFERENCES.md holds the sources).
+
+A study config declares them in `get_report(arg)`; the sweep stores them in sweep.json,
+so `scripts/report.py` needs nothing but the sweep dir. Light: study configs import it.
+"""
+
+import dataclasses
+
+from bn_study import errors
+
+# beats: better > worse; no_worse: better >= worse, refuted only by an interval entirely
+# below zero, and "consistent" (not confirmed) when the interval contains zero.
+KINDS = ('beats', 'no_worse')
+EVAL = 'eval'  # a side's key naming an evaluation kind (training.catalog.EVAL_STATS), not a config key
+NEVER_POOLED = ('data.name', 'model.name')  # runs on different ones are never compared
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A published ordering: the configuration `better` over `worse` in final test accuracy.
+
+    Each side is a dict of config values (dotted keys) picking its runs; the key 'eval'
+    instead picks the evaluation kind whose accuracy counts (test_accuracy_<kind>), so two
+    sides may be the same runs evaluated two ways. `where` holds values both sides share.
+    """
+    source: str  # where it was published, e.g. 'He et al. 2016, Table 2'
+    published: str  # the published numbers, e.g. 'error 6.61% vs 8.17% (ResNet-110)'
+    better: dict
+    worse: dict
+    kind: str = 'beats'
+    where: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise errors.ConfigError(f'claim kind {self.kind!r} is not valid; choose one of: '
+                                      f'{", ".join(KINDS)}')
+
+    def describe(self) -> str:
+        relation = 'beats' if self.kind == 'beats' else 'is no worse than'
+        return f'{side_name(self.better)} {relation} {side_name(self.worse)}'
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSpec:
+    """How a study's report reads its runs."""
+    compare: str = 'model.bn_position'  # the key whose values are ranked and paired
+    claims: tuple[Claim, ...] = ()
+
+    def to_json(self) -> dict:
+        return {'compare': self.compare, 'claims': [dataclasses.asdict(c) for c in self.claims]}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> 'ReportSpec':
+        if not data:
+            return cls()
+        return cls(data['compare'], tuple(Claim(**c) for c in data['claims']))
+
+
+def side_name(side: dict) -> str:
+    return ', '.join(f'{k.split(".")[-1]}={v}' for k, v in side.items()) or 'all'

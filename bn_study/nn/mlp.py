@@ -1,0 +1,47 @@
+"""The BN paper's MNIST network (Ioffe & Szegedy 2015, 4.1): 3 hidden layers of 100 sigmoids."""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from bn_study.nn import catalog as nn_catalog
+from bn_study import schema
+from bn_study.nn.blocks import output_layer, plain_block
+from bn_study.nn.norms import NormFactory
+
+ACTIVATIONS = {'sigmoid': nn.sigmoid, 'relu': nn.relu}
+assert tuple(ACTIVATIONS) == nn_catalog.ACTIVATIONS, 'keep nn_catalog.ACTIVATIONS in step'
+
+
+class MLP(nn.Module):
+    """Dense layers fc1..fcK over `hidden_features`, then the logits layer fc(K+1)."""
+    norm: NormFactory
+    bn_position: str = 'before_act'
+    bn_on_output: bool = False
+    hidden_features: Sequence[int] = (100, 100, 100)
+    activation: str = 'sigmoid'
+    # 0: LeCun normal (std 1/sqrt(fan_in)); > 0: N(0, init_stddev^2) for every kernel, the
+    # paper's "small random Gaussian values".
+    init_stddev: float = 0.0
+    num_classes: int = 10
+    dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        schema.check_position('mlp', self.bn_position)
+        schema.check_choice('model.mlp.activation', self.activation, nn_catalog.ACTIVATIONS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        """Maps images [batch, ...] to float32 logits; `train` selects batch statistics."""
+        init = (nn.initializers.normal(self.init_stddev) if self.init_stddev > 0
+                else nn.initializers.lecun_normal())
+        x = x.astype(self.dtype).reshape((x.shape[0], -1))
+        for i, features in enumerate(self.hidden_features, start=1):
+            dense = functools.partial(nn.Dense, features, kernel_init=init, dtype=self.dtype)
+            x = plain_block(self, x, f'fc{i}', dense, self.norm, self.bn_position,
+                            ACTIVATIONS[self.activation], pool=False, train=train)
+        return output_layer(self, x, f'fc{len(self.hidden_features) + 1}', self.num_classes,
+                            self.norm, self.bn_on_output, self.dtype, train, kernel_init=init)

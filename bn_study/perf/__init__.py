@@ -1,0 +1,1 @@
+"""Performance: the benchmark, the timing of the real steps, and the PyTorch peer."""

@@ -1,0 +1,173 @@
+"""The config schema: every closed-set setting by its dotted path, and the one place a
+config is checked against them."""
+
+import difflib
+import os
+
+import ml_collections
+
+from bn_study.errors import ConfigError
+from bn_study.nn.catalog import (ACTIVATIONS, BN_POSITIONS_BY_MODEL, BN_STATS, DTYPES, MODELS,
+                                 NORM_KINDS, RESNET_BLOCKS, RESNET_SHORTCUTS, VGG_DEPTHS,
+                                 ZERO_INIT_UNITS)
+from bn_study.training.catalog import (AUGMENTATIONS, EVAL_STATS, OPTIMIZERS, SCHEDULES,
+                                       WEIGHT_DECAY_ON)
+
+# Every closed-set setting of a config, by its dotted path.
+CONFIG_CHOICES = {
+    'model.name': MODELS,
+    'model.dtype': DTYPES,
+    'model.resnet.block': RESNET_BLOCKS,
+    'model.resnet.shortcut': RESNET_SHORTCUTS,
+    'model.vgg.depth': tuple(VGG_DEPTHS),
+    'model.mlp.activation': ACTIVATIONS,
+    'norm.kind': NORM_KINDS,
+    'norm.batch_stats': BN_STATS,
+    'data.augment': AUGMENTATIONS,
+    'optimizer.name': OPTIMIZERS,
+    'schedule.name': SCHEDULES,
+    'optimizer.weight_decay_on': WEIGHT_DECAY_ON,
+}
+
+
+def check_choice(path: str, value, choices) -> None:
+    """Raises ConfigError unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ConfigError(
+            f'config.{path}={value!r} is not valid; choose one of: {", ".join(choices)}')
+
+
+def _lookup(config: ml_collections.ConfigDict, path: str):
+    node = config
+    for key in path.split('.'):
+        node = node[key]
+    return node
+
+
+def check_position(model: str, bn_position: str) -> None:
+    """Raises ConfigError unless `bn_position` is one of the family's positions."""
+    valid = BN_POSITIONS_BY_MODEL[model]
+    if bn_position not in valid:
+        raise ConfigError(f'config.model.bn_position={bn_position!r} is not valid for model '
+                          f'{model}; choose one of: {", ".join(valid)}')
+
+
+def resnet_units_per_stage(depth: int, block: str) -> int:
+    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck); raises ConfigError for other depths."""
+    layers_per_unit = 2 if block == 'basic' else 3
+    n, remainder = divmod(depth - 2, 3 * layers_per_unit)
+    if remainder or n < 1:
+        examples = ', '.join(str(3 * layers_per_unit * k + 2) for k in (1, 3, 9, 18))
+        raise ConfigError(
+            f'config.model.resnet.depth={depth} is not {3 * layers_per_unit}n+2 as {block} '
+            f'blocks need; choose e.g. {examples}')
+    return n
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every closed-set value and every cross-field constraint of a training config."""
+    for path, valid in CONFIG_CHOICES.items():
+        check_choice(path, _lookup(config, path), valid)
+    check_position(config.model.name, config.model.bn_position)
+    if config.model.name == 'resnet':
+        resnet_units_per_stage(config.model.resnet.depth, config.model.resnet.block)
+    eval_stats = tuple(config.eval.stats)
+    for kind in eval_stats:
+        check_choice('eval.stats', kind, EVAL_STATS)
+    if not eval_stats or len(set(eval_stats)) != len(eval_stats):
+        raise ConfigError(f'config.eval.stats={eval_stats!r} must list one or more distinct '
+                          f'values of: {", ".join(EVAL_STATS)}')
+    positive = ('batch_size', 'eval.batch_size', 'num_epochs', 'optimizer.learning_rate',
+                'norm.epsilon', 'norm.num_groups', 'norm.ghost_batch_size',
+                'eval.precise_bn_examples', 'data.train_shards', 'checkpoint.keep')
+    for path in positive:
+        if not _lookup(config, path) > 0:
+            raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be positive')
+    if not 0.0 <= config.norm.momentum < 1.0:
+        raise ConfigError(f'config.norm.momentum={config.norm.momentum!r} must be in [0, 1)')
+    bad = [q for q in config.diagnostics.percentiles
+           if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100]
+    if bad:
+        raise ConfigError(f'config.diagnostics.percentiles={tuple(config.diagnostics.percentiles)}'
+                          f' has {bad[0]!r}; percentiles lie in 0..100, e.g. (15, 50, 85)')
+    for path in ('seed', 'cpu_devices', 'num_devices', 'diagnostics.every_steps',
+                 'progress_every_steps', 'steps_in_flight', 'data.crop_padding',
+                 'checkpoint.every_steps'):
+        if _lookup(config, path) < 0:
+            raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be 0 or more')
+    if config.norm.zero_init_last_scale:
+        if config.model.name != 'resnet' or config.model.bn_position not in ZERO_INIT_UNITS:
+            raise ConfigError(
+                'config.norm.zero_init_last_scale=True needs a residual branch that ends on a '
+                f'norm; model {config.model.name} with bn_position '
+                f'{config.model.bn_position!r} has none (choose model resnet with one of: '
+                f'{", ".join(ZERO_INIT_UNITS)}; or set it False)')
+        if config.norm.kind == 'none' or not config.norm.use_scale:
+            raise ConfigError('config.norm.zero_init_last_scale=True needs a norm kind other '
+                              'than none and config.norm.use_scale=True: no scale to zero')
+    boundaries = tuple(config.schedule.step_boundaries_epochs)
+    warmup, epochs = config.schedule.warmup_epochs, config.num_epochs
+    strictly_increasing = all(a < b for a, b in zip(boundaries, boundaries[1:]))
+    if not strictly_increasing or any(not warmup < b < epochs for b in boundaries):
+        raise ConfigError(
+            f'config.schedule.step_boundaries_epochs={boundaries!r} must be strictly increasing '
+            f'and each after the warm-up ({warmup}) and before the last epoch ({epochs})')
+
+
+def check_batch_split(batch_size: int, num_devices: int, what: str = 'batch_size') -> int:
+    """Returns the per-device batch, or raises ConfigError if the batch does not split evenly."""
+    if batch_size % num_devices:
+        raise ConfigError(
+            f'config.{what}={batch_size} does not split evenly over {num_devices} devices; '
+            f'choose a multiple of {num_devices}')
+    return batch_size // num_devices
+
+
+def check_ghost_batch(norm_config: ml_collections.ConfigDict, per_device_batch: int) -> None:
+    """Ghost batches must tile each device's slice exactly."""
+    if norm_config.kind == 'batch' and norm_config.batch_stats == 'ghost':
+        if per_device_batch % norm_config.ghost_batch_size:
+            divisors = [d for d in range(1, per_device_batch + 1) if per_device_batch % d == 0]
+            raise ConfigError(
+                f'config.norm.ghost_batch_size={norm_config.ghost_batch_size} does not divide '
+                f'the per-device batch of {per_device_batch}; choose one of: '
+                f'{", ".join(map(str, divisors))}')
+
+
+def _leaf_paths(config, prefix: str = '') -> list[str]:
+    paths = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            paths += _leaf_paths(value, f'{prefix}{key}.')
+        else:
+            paths.append(f'{prefix}{key}')
+    return paths
+
+
+def _nearest_keys(config, path: str) -> list[str]:
+    """Up to three valid dotted keys whose last part is spelled most like the path's: by
+    similarity, plus a bonus per leading character in common (typos tend to come late),
+    those under the same parent first among equals."""
+    parent, _, last = path.rpartition('.')
+    def score(candidate):
+        candidate_parent, _, candidate_last = candidate.rpartition('.')
+        prefix = len(os.path.commonprefix([last, candidate_last]))
+        return (difflib.SequenceMatcher(None, last, candidate_last).ratio() + 0.1 * prefix,
+                candidate_parent == parent)
+    ranked = sorted(_leaf_paths(config), key=score, reverse=True)
+    return [p for p in ranked[:3] if score(p)[0] >= 0.5]
+
+
+def unknown_key(config: ml_collections.ConfigDict, path: str) -> str | None:
+    """None if the dotted path exists in config, else which key is missing and the nearest
+    valid ones."""
+    node, keys = config, path.split('.')
+    for i, key in enumerate(keys):
+        if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+            where = '.'.join(['config', *keys[:i]])
+            nearest = _nearest_keys(config, path)
+            hint = f'nearest: {", ".join(nearest)}' if nearest else (
+                f'valid keys: {", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(none)"}')
+            return f'{where} has no key {key!r}; {hint}'
+        node = node[key]
+    return None

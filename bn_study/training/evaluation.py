@@ -1,0 +1,148 @@
+"""Test-set evaluation under each kind of BN statistics: EMA, PreciseBN, the test batch's own.
+
+All three evaluate the same parameters; they differ only in the statistics BatchNorm
+normalizes the test images with (config.eval.stats, training_catalog.EVAL_STATS).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bn_study.training import data
+from bn_study.training import parallel
+from bn_study.nn.norms import BATCH_AXIS, precise_bn_batch_count
+from bn_study.training.parallel import first_replica
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def _sums(logits, batch) -> dict:
+    """Sums of loss, correct predictions and real examples, over all devices."""
+    mask = batch['mask']
+    correct = (jnp.argmax(logits, -1) == batch['label']) * mask
+    sums = {'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
+            'correct': jnp.sum(correct), 'count': jnp.sum(mask)}
+    return jax.lax.psum(sums, BATCH_AXIS)
+
+
+def eval_step(state, batch: dict) -> dict:
+    """Test sums with the statistics in state.batch_stats (running averages or PreciseBN)."""
+    logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                            batch['image'], train=False)
+    return _sums(logits, batch)
+
+
+def batch_stats_eval_step(state, batch: dict) -> dict:
+    """Test sums with each test batch normalized by its own statistics, pooled as in training.
+
+    The models have no dropout, so train=True changes only the norms; the running averages
+    it would update are discarded.
+    """
+    logits, _ = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                               batch['image'], train=True, mutable=['batch_stats'])
+    return _sums(logits, batch)
+
+
+def batch_moments_step(state, batch: dict) -> dict:
+    """Every BatchNorm's E[x] and E[x^2] on one training batch, weights frozen, train mode.
+
+    Each layer sees the batch normalized by the layers below it as in training; moments
+    are already pooled over the normalization batch, and here averaged over devices.
+    """
+    _, mutated = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                                batch['image'], train=True,
+                                mutable=['batch_stats', 'batch_moments'])
+    moments = jax.tree.map(lambda sown: sown[0], mutated['batch_moments'],
+                           is_leaf=lambda x: isinstance(x, tuple))
+    return jax.lax.pmean(moments, BATCH_AXIS)
+
+
+def precise_batch_stats(p_batch_moments_step, state, batches, in_flight: int) -> dict:
+    """PreciseBN (Wu & Johnson 2021): population statistics with equal weight per batch.
+
+    The mean is the average of batch means; the variance is the average E[x^2] minus the
+    squared mean, so over equal batches of a whole split both are its exact statistics.
+    Returns replicated batch_stats shaped like state.batch_stats. At most `in_flight` batches
+    are dispatched and unfinished at a time (config.steps_in_flight), as in training.
+    """
+    totals, queue = None, parallel.StepQueue(in_flight)
+    for batch in batches:
+        moments = p_batch_moments_step(state, batch)
+        totals = moments if totals is None else jax.tree.map(jnp.add, totals, moments)
+        queue.add(totals)
+    population = jax.tree.map(lambda t: t / len(batches), totals)
+
+    def to_stats(layer):
+        return {'mean': layer['mean'],
+                'var': jnp.maximum(layer['mean_sq'] - jnp.square(layer['mean']), 0.0)}
+    return jax.tree.map(to_stats, population,
+                        is_leaf=lambda x: isinstance(x, dict) and 'mean_sq' in x)
+
+
+def evaluate(p_step, state, batches, in_flight: int) -> dict:
+    """Test loss and accuracy over the whole (masked) test split, at most `in_flight`
+    batches dispatched and unfinished at a time."""
+    sums, queue = [], parallel.StepQueue(in_flight)
+    for batch in batches:
+        sums.append(p_step(state, batch))
+        queue.add(sums[-1])
+    # psum gives every device the totals; read one replica (multi-host safe).
+    sums = first_replica(sums)
+    totals = jax.tree.map(lambda *xs: float(np.sum(xs)), *sums)
+    return {'loss': totals['loss'] / totals['count'],
+            'accuracy': totals['correct'] / totals['count']}
+
+
+def make_evaluator(config, info, test_split, train_batches, devices: list, layout,
+                   uses_batch_stats: bool):
+    """Returns evaluate_all(state) -> row entries for every kind in config.eval.stats.
+
+    `test_split`: (images, labels) of the whole test split; `train_batches(first, last)`: the
+    run's training batches for those steps (PreciseBN's sample). The first kind is also
+    reported as the headline test_loss and test_accuracy. Without BatchNorm layers all three
+    kinds are the same computation, so it runs once.
+    """
+    pmap = lambda fn: parallel.pmap(fn, devices)
+    kinds = tuple(config.eval.stats)
+    # Bounded as training is: PreciseBN's 80 batches dispatched at once deadlocked XLA's CPU
+    # all-reduce between simulated devices (twice in the Wu & Johnson study).
+    in_flight = config.steps_in_flight
+    test = data.eval_batches(test_split, info, config.eval.batch_size, layout)
+    p_eval = pmap(eval_step)
+    if uses_batch_stats and 'batch' in kinds:
+        p_batch_eval = pmap(batch_stats_eval_step)
+        # Normalized in batches as large as training's, over the same devices and ghosts,
+        # each a random draw of test images fixed by the seed.
+        train_sized_test = data.eval_batches(test_split, info, config.batch_size, layout,
+                                             shuffle_seed=config.seed)
+    if uses_batch_stats and 'precise' in kinds:
+        p_moments = pmap(batch_moments_step)
+        # A fixed sample, the first batches of the seed's first epoch, the same at every
+        # evaluation: it keeps PreciseBN from adding sampling noise between checkpoints.
+        count = precise_bn_batch_count(config)
+        precise_batches = list(train_batches(0, count))
+
+    def evaluate_all(state) -> dict:
+        results = {}
+        for kind in kinds:
+            if not uses_batch_stats:
+                results[kind] = (results.get(kinds[0])
+                                 or evaluate(p_eval, state, test, in_flight))
+            elif kind == 'ema':
+                results[kind] = evaluate(p_eval, state, test, in_flight)
+            elif kind == 'precise':
+                stats = precise_batch_stats(p_moments, state, precise_batches, in_flight)
+                results[kind] = evaluate(p_eval, state.replace(batch_stats=stats), test,
+                                         in_flight)
+            else:
+                results[kind] = evaluate(p_batch_eval, state, train_sized_test, in_flight)
+        row = {'test_loss': results[kinds[0]]['loss'],
+               'test_accuracy': results[kinds[0]]['accuracy']}
+        for kind, result in results.items():
+            row[f'test_loss_{kind}'] = result['loss']
+            row[f'test_accuracy_{kind}'] = result['accuracy']
+        return row
+    return evaluate_all
