@@ -63,8 +63,35 @@ def write_text_atomically(path, text: str) -> None:
     tmp.replace(path)
 
 
+# Config keys renamed since records were first written: old dotted key -> new one. Records
+# written before a rename load (in reports, resumption and sweep checks) under the new name.
+RENAMED_KEYS = {
+    'norm.batch_stats': 'norm.stats_scope',  # was named like Flax's `batch_stats` collection
+}
+
+
+def upgrade_config(saved: dict) -> dict:
+    """A saved config.json's tree with every renamed key under its current name."""
+    saved = json.loads(json.dumps(saved))  # a deep copy; the caller's tree stays as read
+    for old, new in RENAMED_KEYS.items():
+        *old_parents, old_leaf = old.split('.')
+        node = saved
+        for key in old_parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_leaf not in node:
+            continue
+        value = node.pop(old_leaf)
+        *new_parents, new_leaf = new.split('.')
+        target = saved
+        for key in new_parents:
+            target = target.setdefault(key, {})
+        target.setdefault(new_leaf, value)
+    return saved
+
+
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
-    """Dotted keys whose values differ between a saved config.json and `config`."""
+    """Dotted keys whose values differ between a saved config.json (its renamed keys under
+    their current names) and `config`."""
     def flat(tree, prefix=''):
         items = {}
         for key, value in tree.items():
@@ -73,7 +100,7 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> list[s
             else:
                 items[f'{prefix}{key}'] = value
         return items
-    old, new = flat(saved), flat(json.loads(config.to_json()))
+    old, new = flat(upgrade_config(saved)), flat(json.loads(config.to_json()))
     return sorted(k for k in old.keys() | new.keys() if old.get(k, '<absent>') != new.get(
         k, '<absent>'))
 

@@ -7,7 +7,7 @@ import os
 import ml_collections
 
 from bn_study.errors import ConfigError
-from bn_study.nn.catalog import (ACTIVATIONS, BN_POSITIONS_BY_MODEL, BN_STATS, DTYPES, MODELS,
+from bn_study.nn.catalog import (ACTIVATIONS, BN_POSITIONS_BY_MODEL, STATS_SCOPES, DTYPES, MODELS,
                                  NORM_KINDS, RESNET_BLOCKS, RESNET_SHORTCUTS, VGG_DEPTHS,
                                  ZERO_INIT_UNITS)
 from bn_study.training.catalog import (AUGMENTATIONS, EVAL_STATS, OPTIMIZERS, SCHEDULES,
@@ -22,7 +22,7 @@ CONFIG_CHOICES = {
     'model.vgg.depth': tuple(VGG_DEPTHS),
     'model.mlp.activation': ACTIVATIONS,
     'norm.kind': NORM_KINDS,
-    'norm.batch_stats': BN_STATS,
+    'norm.stats_scope': STATS_SCOPES,
     'data.augment': AUGMENTATIONS,
     'optimizer.name': OPTIMIZERS,
     'schedule.name': SCHEDULES,
@@ -125,7 +125,7 @@ def check_batch_split(batch_size: int, num_devices: int, what: str = 'batch_size
 
 def check_ghost_batch(norm_config: ml_collections.ConfigDict, per_device_batch: int) -> None:
     """Ghost batches must tile each device's slice exactly."""
-    if norm_config.kind == 'batch' and norm_config.batch_stats == 'ghost':
+    if norm_config.kind == 'batch' and norm_config.stats_scope == 'ghost':
         if per_device_batch % norm_config.ghost_batch_size:
             divisors = [d for d in range(1, per_device_batch + 1) if per_device_batch % d == 0]
             raise ConfigError(

@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # batch only. global | per_device | ghost: statistics over the whole global batch (the
     # same experiment on any number of devices), each device's slice (changes with the device
     # count), or ghost batches of ghost_batch_size inside each device's slice.
-    config.norm.batch_stats = 'global'
+    config.norm.stats_scope = 'global'
     config.norm.ghost_batch_size = 32  # ghost only: must divide the per-device batch
     # group only: must divide every normalized layer's channels. 4 divides every default
     # width here (16..512, and the MLP's 100); Wu & He use 32 on ResNet-50's 64+ channels.

@@ -20,7 +20,7 @@ def _model(name, bn_position, kind='batch', bn_on_output=False, **family):
     config = default.get_config()
     config.model.update(name=name, bn_position=bn_position, bn_on_output=bn_on_output)
     config.model[name].update(family)
-    config.norm.update(kind=kind, batch_stats='per_device', num_groups=2)  # runs outside pmap
+    config.norm.update(kind=kind, stats_scope='per_device', num_groups=2)  # runs outside pmap
     return models.build_model(config.model, config.norm, num_classes=10)
 
 
@@ -202,7 +202,7 @@ def test_zero_init_starts_each_branch_at_zero_and_still_trains_it(unit):
     config = default.get_config()
     config.model.update(name='resnet', bn_position=unit)
     config.model.resnet.update(depth=8, width=4)
-    config.norm.update(batch_stats='per_device', zero_init_last_scale=True)
+    config.norm.update(stats_scope='per_device', zero_init_last_scale=True)
     schema.validate(config)
     model = models.build_model(config.model, config.norm, num_classes=10)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1))
@@ -369,7 +369,7 @@ def test_unknown_model_lists_the_registry():
 def test_bfloat16_compute_keeps_float32_params_and_logits():
     config = default.get_config()
     config.model.dtype = 'bfloat16'
-    config.norm.batch_stats = 'per_device'
+    config.norm.stats_scope = 'per_device'
     model = models.build_model(config.model, config.norm, 10)
     x = jnp.ones((2, 28, 28, 1))
     variables = model.init(jax.random.PRNGKey(0), x, train=False)

@@ -17,7 +17,7 @@ def _norm(kind='batch', **overrides):
     """A norm layer from the default config's norm settings, with overrides."""
     config = default.get_config().norm
     config.kind = kind
-    config.batch_stats = 'per_device'
+    config.stats_scope = 'per_device'
     config.update(overrides)
     return norms.make_norm(config, jnp.float32)('norm')
 
@@ -62,14 +62,14 @@ def test_batch_norm_train_and_eval_match_numpy():
 def test_ghost_batches_of_the_whole_batch_equal_plain_batch_norm():
     x, scale, bias = _data((16, 4, 4, 3))
     plain = _apply(_norm('batch'), x, scale=scale, bias=bias)
-    ghost = _apply(_norm('batch', batch_stats='ghost', ghost_batch_size=16), x,
+    ghost = _apply(_norm('batch', stats_scope='ghost', ghost_batch_size=16), x,
                    scale=scale, bias=bias)
     jax.tree.map(np.testing.assert_array_equal, plain, ghost)
 
 
 def test_ghost_batches_normalize_each_slice_and_average_its_statistics():
     x, scale, bias = _data((16, 4, 4, 3))
-    y, updates = _apply(_norm('batch', batch_stats='ghost', ghost_batch_size=4), x,
+    y, updates = _apply(_norm('batch', stats_scope='ghost', ghost_batch_size=4), x,
                         scale=scale, bias=bias)
     ghosts = x.reshape(4, 4, 4, 4, 3)
     expected = _standardize(ghosts, (1, 2, 3)).reshape(x.shape) * scale + bias
@@ -82,14 +82,14 @@ def test_ghost_batches_normalize_each_slice_and_average_its_statistics():
 
 def test_per_device_batch_norm_under_pmap_equals_ghost_batches_of_the_slice():
     x, _, _ = _data((4, 6, 3, 3, 5))
-    per_device = _norm('batch', batch_stats='per_device')
+    per_device = _norm('batch', stats_scope='per_device')
     variables = per_device.init(jax.random.PRNGKey(0), x[0], train=False)
 
     def step(x):
         y, updates = per_device.apply(variables, x, train=True, mutable=['batch_stats'])
         return y, jax.lax.pmean(updates, norms.BATCH_AXIS)  # as train_step pools them
     y, updates = jax.pmap(step, axis_name=norms.BATCH_AXIS)(x)
-    y_ghost, updates_ghost = _apply(_norm('batch', batch_stats='ghost', ghost_batch_size=6),
+    y_ghost, updates_ghost = _apply(_norm('batch', stats_scope='ghost', ghost_batch_size=6),
                                     x.reshape(24, 3, 3, 5), variables=variables)
     np.testing.assert_allclose(np.asarray(y).reshape(24, 3, 3, 5), y_ghost, rtol=1e-5, atol=1e-5)
     for key in ('mean', 'var'):
@@ -99,7 +99,7 @@ def test_per_device_batch_norm_under_pmap_equals_ghost_batches_of_the_slice():
 
 def test_global_batch_norm_pools_mean_and_second_moment_across_devices():
     x, _, _ = _data((4, 2, 3, 3, 5))
-    layer = _norm('batch', batch_stats='global')
+    layer = _norm('batch', stats_scope='global')
     variables = _norm('batch').init(jax.random.PRNGKey(0), x[0], train=False)
     apply = lambda x: layer.apply(variables, x, train=True, mutable=['batch_stats'])
     y, updates = jax.pmap(apply, axis_name=norms.BATCH_AXIS)(x)
@@ -146,7 +146,7 @@ def test_a_group_count_that_does_not_divide_the_channels_lists_the_divisors():
 
 def test_a_ghost_size_that_does_not_divide_the_batch_is_refused():
     with pytest.raises(errors.ConfigError, match='ghost_batch_size=5 does not divide'):
-        _apply(_norm('batch', batch_stats='ghost', ghost_batch_size=5), np.ones((8, 3)))
+        _apply(_norm('batch', stats_scope='ghost', ghost_batch_size=5), np.ones((8, 3)))
 
 
 @pytest.mark.parametrize('kind', ['batch', 'layer', 'group', 'instance'])
@@ -155,7 +155,7 @@ def test_affine_options_and_zero_init(kind):
     bare = _norm(kind, num_groups=4, use_scale=False, use_bias=False)
     assert 'params' not in bare.init(jax.random.PRNGKey(0), x, train=False)
     config = default.get_config().norm
-    config.update(kind=kind, num_groups=4, batch_stats='per_device', zero_init_last_scale=True)
+    config.update(kind=kind, num_groups=4, stats_scope='per_device', zero_init_last_scale=True)
     factory = norms.make_norm(config, jnp.float32)
     last = factory('last', last_in_residual_branch=True).init(jax.random.PRNGKey(0), x, train=False)
     other = factory('other').init(jax.random.PRNGKey(0), x, train=False)

@@ -18,7 +18,7 @@ from bn_study.training import loop
 from bn_study import errors
 
 
-def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stats='global',
+def _state_and_batch(make_config, bn_position='before_act', batch=32, stats_scope='global',
                      **overrides):
     """State and batch for the cross-device tests, computed in float64 (call under x64).
 
@@ -26,7 +26,7 @@ def _state_and_batch(make_config, bn_position='before_act', batch=32, batch_stat
     reduction order, even permuting the batch on one device) into gradient differences of
     ~1e-4 in single elements; float64 makes the comparison test the semantics, not rounding.
     """
-    overrides = {'model__bn_position': bn_position, 'norm__batch_stats': batch_stats,
+    overrides = {'model__bn_position': bn_position, 'norm__stats_scope': stats_scope,
                  'schedule__warmup_epochs': 0.0,  # so the very first step moves params
                  **overrides}
     config = make_config(**overrides)
@@ -82,7 +82,7 @@ FAMILIES = {
         'model__name': 'resnet', 'model__resnet__depth': 11, 'model__resnet__block': 'bottleneck',
         'model__resnet__width': 4}),
     'mlp': ('before_act', {'model__name': 'mlp', 'model__mlp__hidden_features': (16, 16, 16)}),
-    'ghost_batches_of_8': ('before_act', {'norm__batch_stats': 'ghost',
+    'ghost_batches_of_8': ('before_act', {'norm__stats_scope': 'ghost',
                                           'norm__ghost_batch_size': 8}),
 }
 
@@ -105,7 +105,7 @@ def test_every_family_trains_alike_on_four_devices_and_one(make_config, family):
 def test_per_device_statistics_average_the_slices_own_updates(make_config):
     """Per-device BN: each slice normalises itself; the step equals the mean of four
     one-slice steps (gradients and running averages both enter linearly)."""
-    state, batch = _state_and_batch(make_config, batch_stats='per_device')
+    state, batch = _state_and_batch(make_config, stats_scope='per_device')
     four, _ = _step(state, batch, 4, steps=1)
     slices = [_step(state, jax.tree.map(lambda x: x[i * 8:(i + 1) * 8], batch), 1, steps=1)[0]
               for i in range(4)]
@@ -192,11 +192,11 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
     ({'num_devices': 5}, 'only 4 local devices'),
     ({'optimizer__name': 'lamb'}, 'choose one of: sgd, adam, adamw'),
     ({'data__name': 'imagenet'}, 'neither one of: mnist_5k, mnist, fashion_mnist'),
-    ({'norm__batch_stats': 'sync'}, 'choose one of: global, per_device, ghost'),
+    ({'norm__stats_scope': 'sync'}, 'choose one of: global, per_device, ghost'),
     ({'norm__kind': 'weight'}, 'choose one of: batch, layer, group, instance, none'),
     ({'model__name': 'resnet'}, "'before_act' is not valid for model resnet; choose one of: "
                                 'original, bn_after_addition'),
-    ({'norm__batch_stats': 'ghost', 'norm__ghost_batch_size': 12},
+    ({'norm__stats_scope': 'ghost', 'norm__ghost_batch_size': 12},
      'ghost_batch_size=12 does not divide the per-device batch of 32; choose one of: 1, 2, 4, '
      '8, 16, 32'),
     ({'norm__kind': 'group', 'norm__num_groups': 5}, 'num_groups=5 does not divide the 32 '

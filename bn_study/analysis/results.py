@@ -30,7 +30,7 @@ def load_runs(sweep_dir: str, corrupt: list | None = None) -> pd.DataFrame:
             continue
         try:
             with open(config_path) as f:
-                row = {'run': name, **_flatten(json.load(f))}
+                row = {'run': name, **_flatten(records.upgrade_config(json.load(f)))}
             summary = records.read_summary(workdir) or {'status': 'incomplete'}
         except (json.JSONDecodeError, UnicodeDecodeError):
             if corrupt is not None:

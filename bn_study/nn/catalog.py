@@ -41,7 +41,7 @@ NORM_KINDS = (
 )
 
 # Which examples BatchNorm statistics are computed over during training.
-BN_STATS = (
+STATS_SCOPES = (
     'global',      # the whole global batch, across devices (pmean of E[x] and E[x^2])
     'per_device',  # each device's slice alone: changes with the device count
     'ghost',       # ghost batches of norm.ghost_batch_size inside each device's slice

@@ -60,7 +60,7 @@ class BatchNorm(nn.Module):
 
     Variables match flax's nn.BatchNorm: params scale, bias; batch_stats mean, var (biased).
     """
-    batch_stats: str = 'global'  # nn_catalog.BN_STATS
+    stats_scope: str = 'global'  # catalog.STATS_SCOPES
     ghost_batch_size: int = 32
     momentum: float = 0.9
     epsilon: float = 1e-5
@@ -76,7 +76,7 @@ class BatchNorm(nn.Module):
         running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
         if train:
             # Group the batch into normalization batches: [groups, examples, ..., C].
-            if self.batch_stats == 'ghost':
+            if self.stats_scope == 'ghost':
                 if x.shape[0] % self.ghost_batch_size:
                     raise ConfigError(
                         f'config.norm.ghost_batch_size={self.ghost_batch_size} does not divide '
@@ -86,7 +86,7 @@ class BatchNorm(nn.Module):
             else:  # one group; reducing x itself keeps XLA's layout simple
                 groups = x[None]
                 mean, mean_sq = (m[None] for m in _moments(x, tuple(range(x.ndim - 1))))
-            if self.batch_stats == 'global':
+            if self.stats_scope == 'global':
                 # Pool E[x] and E[x^2] (not variances): the exact variance of the global batch.
                 mean, mean_sq = jax.lax.pmean((mean, mean_sq), BATCH_AXIS)
             var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
@@ -168,7 +168,7 @@ class Identity(nn.Module):
 class NormFactory:
     """Built once from config.norm; blocks call it as norm(name)(x, train)."""
     kind: str
-    batch_stats: str
+    stats_scope: str
     ghost_batch_size: int
     num_groups: int
     momentum: float
@@ -184,7 +184,7 @@ class NormFactory:
                       zero_scale=self.zero_init_last_scale and last_in_residual_branch,
                       dtype=self.dtype, name=name)
         if self.kind == 'batch':
-            return BatchNorm(batch_stats=self.batch_stats, ghost_batch_size=self.ghost_batch_size,
+            return BatchNorm(stats_scope=self.stats_scope, ghost_batch_size=self.ghost_batch_size,
                              momentum=self.momentum, **affine)
         if self.kind == 'none':
             return Identity(name=name)
@@ -205,36 +205,8 @@ class NormFactory:
 def make_norm(norm_config: ml_collections.ConfigDict, dtype: Any) -> NormFactory:
     """The norm factory every block of a model shares."""
     return NormFactory(
-        kind=norm_config.kind, batch_stats=norm_config.batch_stats,
+        kind=norm_config.kind, stats_scope=norm_config.stats_scope,
         ghost_batch_size=norm_config.ghost_batch_size, num_groups=norm_config.num_groups,
         momentum=norm_config.momentum, epsilon=norm_config.epsilon,
         use_scale=norm_config.use_scale, use_bias=norm_config.use_bias,
         zero_init_last_scale=norm_config.zero_init_last_scale, dtype=dtype)
-
-
-def describe(config: ml_collections.ConfigDict, has_norm_layers: bool, num_devices: int) -> dict:
-    """What a run's norm layers computed statistics over, for its summary record."""
-    norm = config.norm
-    if not has_norm_layers or norm.kind == 'none':
-        return {'kind': 'none', 'scope': 'no_norm_layers', 'num_devices': num_devices}
-    common = {'kind': norm.kind, 'num_devices': num_devices, 'epsilon': norm.epsilon,
-              'use_scale': norm.use_scale, 'use_bias': norm.use_bias,
-              'zero_init_last_scale': norm.zero_init_last_scale}
-    if norm.kind != 'batch':
-        groups = {'layer': 1, 'group': norm.num_groups, 'instance': 'one per channel'}
-        return {**common, 'scope': 'per_example', 'examples_per_statistic': 1,
-                'num_groups': groups[norm.kind]}
-    examples = {'global': config.batch_size,
-                'per_device': config.batch_size // num_devices,
-                'ghost': norm.ghost_batch_size}[norm.batch_stats]
-    eval_stats = {'ema': {'momentum': norm.momentum},
-                  'precise': {'examples': precise_bn_batch_count(config) * config.batch_size},
-                  'batch': {'examples_per_statistic': examples}}
-    return {**common, 'scope': norm.batch_stats, 'examples_per_statistic': examples,
-            'momentum': norm.momentum,
-            'eval_stats': {k: eval_stats[k] for k in config.eval.stats}}
-
-
-def precise_bn_batch_count(config: ml_collections.ConfigDict) -> int:
-    """Training batches PreciseBN averages over: enough to cover eval.precise_bn_examples."""
-    return -(-config.eval.precise_bn_examples // config.batch_size)

@@ -18,8 +18,8 @@ def unsupported(config) -> str | None:
         return f'no PyTorch peer for model.name={config.model.name} (only simple_cnn)'
     if config.norm.kind not in ('batch', 'none'):
         return f'no PyTorch peer for norm.kind={config.norm.kind} (only batch, none)'
-    if config.norm.kind == 'batch' and config.norm.batch_stats != 'global':
-        return 'no PyTorch peer for norm.batch_stats other than global'
+    if config.norm.kind == 'batch' and config.norm.stats_scope != 'global':
+        return 'no PyTorch peer for norm.stats_scope other than global'
     if config.norm.use_scale != config.norm.use_bias:
         return "PyTorch's BatchNorm has scale and bias both or neither"
     if config.model.dtype != 'float32':

@@ -11,7 +11,8 @@ import optax
 
 from bn_study.training import data
 from bn_study.training import parallel
-from bn_study.nn.norms import BATCH_AXIS, precise_bn_batch_count
+from bn_study.nn.norms import BATCH_AXIS
+from bn_study.training.norm_record import precise_bn_batch_count
 from bn_study.training.parallel import first_replica
 
 

@@ -20,7 +20,7 @@ from bn_study.nn import models
 from bn_study.nn import norms
 from bn_study.training import optim
 from bn_study import records
-from bn_study.training import run_record
+from bn_study.training import norm_record, run_record
 from bn_study import errors
 from bn_study import schema
 from bn_study.training import parallel
@@ -245,7 +245,7 @@ def complete_summary(config, setup: Setup, history: list[dict], num_params: int,
         'status': records.COMPLETE, **_final_summary(config, history),
         'epochs': config.num_epochs, 'steps': setup.total_steps, 'num_params': int(num_params),
         'wall_time_s': wall_time_s, 'resumed_at_steps': resumed_at,
-        'normalization': norms.describe(config, models.has_norm_layers(config.model),
+        'normalization': norm_record.describe(config, models.has_norm_layers(config.model),
                                         len(setup.devices)),
         'environment': run_record.environment(),
     }

@@ -5,7 +5,7 @@ Published (ResNet-50, ImageNet val error %, BN statistics per GPU, lr 0.1 x N/32
 images per GPU 32 / 16 / 8 / 4 / 2: BN 23.6 / 23.7 / 24.8 / 27.3 / 34.7; GN 24.1 / 24.2 /
 24.0 / 24.2 / 24.1. At 32 per GPU: BN 23.6, GN 24.1, LN 25.3, IN 28.4 (GN with 32 groups).
 
-The normalization batch N is the ghost batch (`norm.batch_stats=ghost`), so it does not
+The normalization batch N is the ghost batch (`norm.stats_scope=ghost`), so it does not
 depend on the device count: each group of N images is one of Wu & He's GPUs.
 Commands:
     python scripts/sweep.py --config=configs/paper/wuhe2018_groupnorm.py:cpu \
@@ -38,7 +38,7 @@ def get_config(arg: str | None = None):
     config = default.get_config()
     config.model.name = 'resnet'
     config.model.bn_position = 'original'  # a norm after every conv: IN applies everywhere
-    config.norm.batch_stats = 'ghost'
+    config.norm.stats_scope = 'ghost'
     config.norm.ghost_batch_size = 32
     if variant == common.FULL:
         config.data.name = 'cifar10'

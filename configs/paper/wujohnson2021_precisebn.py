@@ -35,7 +35,7 @@ from configs.paper import common
 def get_config(arg: str | None = None):
     variant = common.variant(arg, __file__)
     config = default.get_config()
-    config.norm.batch_stats = 'ghost'
+    config.norm.stats_scope = 'ghost'
     config.eval.stats = ('ema', 'precise', 'batch')
     if variant == common.FULL:
         config.data.name = 'cifar10'
