@@ -7,20 +7,16 @@ import os
 import ml_collections
 
 from bn_study.errors import ConfigError
-from bn_study.nn.catalog import (ACTIVATIONS, BN_POSITIONS_BY_MODEL, STATS_SCOPES, DTYPES, MODELS,
-                                 NORM_KINDS, RESNET_BLOCKS, RESNET_SHORTCUTS, VGG_DEPTHS,
-                                 ZERO_INIT_UNITS)
+from bn_study.nn.catalog import (DTYPES, MODELS, NORM_KINDS, RESIDUAL_UNITS, RESNET_BLOCKS,
+                                 STATS_SCOPES)
 from bn_study.training.catalog import (AUGMENTATIONS, EVAL_STATS, OPTIMIZERS, SCHEDULES,
                                        WEIGHT_DECAY_ON)
 
-# Every closed-set setting of a config, by its dotted path.
+# The closed-set settings of a config outside the families' own, by their dotted paths;
+# each family's own are in its catalog entry (config_choices() gives them all).
 CONFIG_CHOICES = {
     'model.name': MODELS,
     'model.dtype': DTYPES,
-    'model.resnet.block': RESNET_BLOCKS,
-    'model.resnet.shortcut': RESNET_SHORTCUTS,
-    'model.vgg.depth': tuple(VGG_DEPTHS),
-    'model.mlp.activation': ACTIVATIONS,
     'norm.kind': NORM_KINDS,
     'norm.stats_scope': STATS_SCOPES,
     'data.augment': AUGMENTATIONS,
@@ -30,11 +26,22 @@ CONFIG_CHOICES = {
 }
 
 
+def config_choices(config: ml_collections.ConfigDict) -> dict:
+    """Every closed-set setting of `config` by its dotted path: CONFIG_CHOICES, then each
+    family's own settings where config.model has the family's section."""
+    choices = dict(CONFIG_CHOICES)
+    for name, family in MODELS.items():
+        if name in config.model:
+            choices.update({f'model.{name}.{setting}': valid
+                            for setting, valid in family.choices.items()})
+    return choices
+
+
 def check_choice(path: str, value, choices) -> None:
-    """Raises ConfigError unless `value` is one of `choices`."""
+    """Raises ConfigError unless `value` is one of `choices` (a tuple, or a table's keys)."""
     if value not in choices:
-        raise ConfigError(
-            f'config.{path}={value!r} is not valid; choose one of: {", ".join(choices)}')
+        raise ConfigError(f'config.{path}={value!r} is not valid; choose one of: '
+                          f'{", ".join(map(str, choices))}')
 
 
 def _lookup(config: ml_collections.ConfigDict, path: str):
@@ -46,15 +53,25 @@ def _lookup(config: ml_collections.ConfigDict, path: str):
 
 def check_position(model: str, bn_position: str) -> None:
     """Raises ConfigError unless `bn_position` is one of the family's positions."""
-    valid = BN_POSITIONS_BY_MODEL[model]
+    valid = MODELS[model].positions
     if bn_position not in valid:
         raise ConfigError(f'config.model.bn_position={bn_position!r} is not valid for model '
                           f'{model}; choose one of: {", ".join(valid)}')
 
 
+def check_family(model: str, module) -> None:
+    """Raises ConfigError unless the family's module has a valid `bn_position` and valid
+    values of the family's closed-set settings (its catalog entry's `choices`); each family
+    calls it from __post_init__."""
+    check_position(model, module.bn_position)
+    for setting, valid in MODELS[model].choices.items():
+        check_choice(f'model.{model}.{setting}', getattr(module, setting), valid)
+
+
 def resnet_units_per_stage(depth: int, block: str) -> int:
-    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck); raises ConfigError for other depths."""
-    layers_per_unit = 2 if block == 'basic' else 3
+    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck): 3 stages of n units of the block's
+    convs, plus the stem and the logits layer; raises ConfigError for other depths."""
+    layers_per_unit = len(RESNET_BLOCKS[block].kernels)
     n, remainder = divmod(depth - 2, 3 * layers_per_unit)
     if remainder or n < 1:
         examples = ', '.join(str(3 * layers_per_unit * k + 2) for k in (1, 3, 9, 18))
@@ -66,7 +83,7 @@ def resnet_units_per_stage(depth: int, block: str) -> int:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every closed-set value and every cross-field constraint of a training config."""
-    for path, valid in CONFIG_CHOICES.items():
+    for path, valid in config_choices(config).items():
         check_choice(path, _lookup(config, path), valid)
     check_position(config.model.name, config.model.bn_position)
     if config.model.name == 'resnet':
@@ -96,15 +113,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if _lookup(config, path) < 0:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be 0 or more')
     if config.norm.zero_init_last_scale:
-        if config.model.name != 'resnet' or config.model.bn_position not in ZERO_INIT_UNITS:
+        units = [name for name, unit in RESIDUAL_UNITS.items() if unit.ends_on_norm]
+        if config.model.name != 'resnet' or config.model.bn_position not in units:
             raise ConfigError(
                 'config.norm.zero_init_last_scale=True needs a residual branch that ends on a '
                 f'norm; model {config.model.name} with bn_position '
                 f'{config.model.bn_position!r} has none (choose model resnet with one of: '
-                f'{", ".join(ZERO_INIT_UNITS)}; or set it False)')
-        if config.norm.kind == 'none' or not config.norm.use_scale:
+                f'{", ".join(units)}; or set it False)')
+        if NORM_KINDS[config.norm.kind].statistics == 'none' or not config.norm.use_scale:
+            without = [name for name, kind in NORM_KINDS.items() if kind.statistics == 'none']
             raise ConfigError('config.norm.zero_init_last_scale=True needs a norm kind other '
-                              'than none and config.norm.use_scale=True: no scale to zero')
+                              f'than {" or ".join(without)} and config.norm.use_scale=True: '
+                              'no scale to zero')
     boundaries = tuple(config.schedule.step_boundaries_epochs)
     warmup, epochs = config.schedule.warmup_epochs, config.num_epochs
     strictly_increasing = all(a < b for a, b in zip(boundaries, boundaries[1:]))
@@ -125,7 +145,8 @@ def check_batch_split(batch_size: int, num_devices: int, what: str = 'batch_size
 
 def check_ghost_batch(norm_config: ml_collections.ConfigDict, per_device_batch: int) -> None:
     """Ghost batches must tile each device's slice exactly."""
-    if norm_config.kind == 'batch' and norm_config.stats_scope == 'ghost':
+    if (NORM_KINDS[norm_config.kind].statistics == 'batch'
+            and norm_config.stats_scope == 'ghost'):
         if per_device_batch % norm_config.ghost_batch_size:
             divisors = [d for d in range(1, per_device_batch + 1) if per_device_batch % d == 0]
             raise ConfigError(

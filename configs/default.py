@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # XLA_FLAGS says). XLA runs this study's small convolutions on about one core per
     # device, so 2 devices train the seed CNN about 1.8x faster than 1 on a 2-core CPU
     # (scripts/benchmark.py). With global BN statistics (the default) the experiment is the
-    # same on any device count, up to float rounding (WORKSPACE.md, Determinism).
+    # same on any device count, up to float rounding (docs/determinism.md).
     config.cpu_devices = 2
     config.num_devices = 0  # local devices to pmap over: 0 = all, N = the first N
     # JAX's persistent compilation cache: a program compiled once (e.g. by another seed of the
@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.name = 'simple_cnn'  # simple_cnn | vgg | resnet | mlp
-    # Where the norm goes; each family has its own closed set (bn_study/choices.py):
+    # Where the norm goes; each family has its own closed set (bn_study/nn/catalog.py):
     #   simple_cnn, vgg: none | before_act | after_act | after_pool
     #   mlp: none | before_act | after_act
     #   resnet (the residual unit): original | bn_after_addition | relu_before_addition |

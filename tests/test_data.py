@@ -1,6 +1,7 @@
 """Datasets: the embedded split, the catalogue under mock data, directories, seeded and
 resumable order, per-process shards, augmentation, and official MNIST offline."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from bn_study.training import catalog
 from bn_study.training import data
 from bn_study import errors
 from tests.conftest import SHARED_MNIST
@@ -44,8 +46,9 @@ def _first_batches(make_config, seed, n, local_devices=4, start=0, augment='none
     builder, info = _embedded(make_config)
     layout = layout or data.Layout(local_devices=local_devices)
     shards = data.read_train_shards(builder, num_shards, layout)
-    return list(data.train_batches(shards, info, augment, 4, 128, layout, seed, start,
-                                   start + n))
+    feed = data.TrainFeed(shards, info, augment, crop_padding=4, batch_size=128, layout=layout,
+                          seed=seed)
+    return list(feed.batches(start, start + n))
 
 
 def test_train_batches_shape_standardisation_and_seeded_order(make_config):
@@ -124,9 +127,10 @@ def test_cifar10_under_mock_data_gets_cifar_normalization_and_augmentation(make_
         shards = data.read_train_shards(builder, 1, data.Layout(local_devices=2))
     assert info.image_shape == (32, 32, 3) and len(info.mean) == 3
     assert data.augmentation(config.data, info) == 'pad_crop_flip'
-    assert data.augmentation(make_config().data, data.DATASETS['mnist_5k']) == 'none'
-    batch = next(data.train_batches(shards, info, 'pad_crop_flip', 4, 64,
-                                    data.Layout(local_devices=2), 0, 0, 4))
+    assert data.augmentation(make_config().data, catalog.DATASETS['mnist_5k']) == 'none'
+    feed = data.TrainFeed.from_config(config, shards, info, data.Layout(local_devices=2))
+    assert (feed.augment, feed.crop_padding, feed.batch_size) == ('pad_crop_flip', 4, 128)
+    batch = next(dataclasses.replace(feed, batch_size=64).batches(0, 4))
     assert batch['image'].shape == (2, 32, 32, 32, 3)
 
 
@@ -192,8 +196,9 @@ def test_official_mnist_prepares_offline_from_manual_dir(make_config, tmp_path):
     layout = data.Layout(local_devices=2)
     shards = data.read_train_shards(builder, 1, layout)
     assert shards.labels.shape == (1, 60000)
-    batch = next(data.train_batches(shards, data.DATASETS['mnist'], 'none', 4, 64, layout, 0, 0,
-                                    1))
+    feed = data.TrainFeed(shards, catalog.DATASETS['mnist'], 'none', crop_padding=4,
+                          batch_size=64, layout=layout, seed=0)
+    batch = next(feed.batches(0, 1))
     assert batch['image'].shape == (2, 32, 28, 28, 1)
 
 

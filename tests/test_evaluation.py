@@ -33,11 +33,11 @@ def _batches(count, size, num_devices, seed=0):
              'mask': np.ones(x.shape[:2], np.float32)} for x in images]
 
 
-@pytest.mark.parametrize('batch_stats', ['global', 'per_device', 'ghost'])
+@pytest.mark.parametrize('stats_scope', ['global', 'per_device', 'ghost'])
 def test_precise_bn_over_a_split_equals_its_exact_population_statistics(make_config,
-                                                                        batch_stats):
+                                                                        stats_scope):
     state = _mlp_state(make_config, model__bn_position='before_act',
-                       norm__batch_stats=batch_stats, norm__ghost_batch_size=4)
+                       norm__stats_scope=stats_scope, norm__ghost_batch_size=4)
     devices = jax.devices()[:4]
     batches = _batches(6, 16, 4)
     replicated = jax_utils.replicate(state, devices)
@@ -47,7 +47,7 @@ def test_precise_bn_over_a_split_equals_its_exact_population_statistics(make_con
 
     # Directly: every norm's input over the whole split, each example computed in train mode
     # within its own normalization batch (16 examples, 4 per device, or ghosts of 4).
-    size = {'global': 16, 'per_device': 4, 'ghost': 4}[batch_stats]
+    size = {'global': 16, 'per_device': 4, 'ghost': 4}[stats_scope]
     inputs = {'fc1': [], 'fc2': []}
     images = np.concatenate([b['image'].reshape(-1, 28, 28, 1) for b in batches])
     for group in images.reshape(-1, size, 28, 28, 1):
@@ -76,11 +76,11 @@ def _global_forward(state, group):
     return logits, jax.tree.map(lambda x: x[0], out)
 
 
-@pytest.mark.parametrize('batch_stats, group', [('global', 8), ('per_device', 4), ('ghost', 2)])
+@pytest.mark.parametrize('stats_scope, group', [('global', 8), ('per_device', 4), ('ghost', 2)])
 def test_batch_statistics_evaluation_normalizes_each_test_batch_by_itself(make_config,
-                                                                          batch_stats, group):
+                                                                          stats_scope, group):
     state = _mlp_state(make_config, model__bn_position='after_act',
-                       norm__batch_stats=batch_stats, norm__ghost_batch_size=2)
+                       norm__stats_scope=stats_scope, norm__ghost_batch_size=2)
     devices = jax.devices()[:2]
     batch = _batches(1, 8, 2)[0]
     replicated = jax_utils.replicate(state, devices)

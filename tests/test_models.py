@@ -1,5 +1,7 @@
 """Every family: order of operations per placement, bias rules, names, pinned parameter counts."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -197,7 +199,8 @@ def test_zero_pad_shortcuts_have_no_parameters():
     np.testing.assert_allclose(shortcut[..., 4:], 0, atol=1e-5)
 
 
-@pytest.mark.parametrize('unit', nn_catalog.ZERO_INIT_UNITS)
+@pytest.mark.parametrize('unit', [name for name, unit in nn_catalog.RESIDUAL_UNITS.items()
+                                  if unit.ends_on_norm])
 def test_zero_init_starts_each_branch_at_zero_and_still_trains_it(unit):
     config = default.get_config()
     config.model.update(name='resnet', bn_position=unit)
@@ -290,7 +293,7 @@ def test_a_bias_precedes_a_norm_only_where_the_norm_keeps_it(kind):
 
 @pytest.mark.parametrize('name', nn_catalog.MODELS)
 def test_bn_on_output_adds_a_last_norm(name):
-    variables, trace = _trace(_model(name, nn_catalog.BN_POSITIONS_BY_MODEL[name][0],
+    variables, trace = _trace(_model(name, tuple(nn_catalog.MODELS[name].positions)[0],
                                      bn_on_output=True, **SMALL[name]))
     out = {'simple_cnn': 'fc2', 'vgg': 'fc1', 'resnet': 'fc', 'mlp': 'fc4'}[name]
     assert [n for n, _ in trace][-2:] == [out, f'norm_{out}']
@@ -298,7 +301,8 @@ def test_bn_on_output_adds_a_last_norm(name):
 
 
 def test_layer_names_are_stable_across_placements():
-    for name, positions in nn_catalog.BN_POSITIONS_BY_MODEL.items():
+    for name, family in nn_catalog.MODELS.items():
+        positions = family.positions
         layer_names = []
         for position in positions:
             variables = _trace(_model(name, position, **SMALL[name]), batch=2)[0]
@@ -331,7 +335,7 @@ PARAMETER_COUNTS = {
 
 @pytest.mark.parametrize('name', nn_catalog.MODELS)
 def test_parameter_counts_are_pinned(name):
-    assert {p: _count(name, p) for p in nn_catalog.BN_POSITIONS_BY_MODEL[name]} == \
+    assert {p: _count(name, p) for p in nn_catalog.MODELS[name].positions} == \
         PARAMETER_COUNTS[name]
 
 
@@ -357,6 +361,29 @@ def test_parameter_counts_match_hand_computation_and_published_sizes():
     assert round(_count('resnet', 'original', (32, 32, 3), depth=110) / 1e6, 1) == 1.7
     assert round(_count('resnet', 'full_preactivation', (32, 32, 3), depth=164,
                         block='bottleneck') / 1e6, 1) == 1.7
+
+
+# A family setting outside its closed set, as the model refuses it and as validate does.
+BAD_SETTINGS = [
+    ('vgg', 'depth', 12, 'config.model.vgg.depth=12 is not valid; choose one of: 11, 13, 16, 19'),
+    ('resnet', 'block', 'wide', "config.model.resnet.block='wide' is not valid; choose one of: "
+                                'basic, bottleneck'),
+    ('resnet', 'shortcut', 'conv', "config.model.resnet.shortcut='conv' is not valid; choose "
+                                   'one of: projection, zero_pad'),
+    ('mlp', 'activation', 'tanh', "config.model.mlp.activation='tanh' is not valid; choose "
+                                  'one of: sigmoid, relu'),
+]
+
+
+@pytest.mark.parametrize('name, setting, value, message', BAD_SETTINGS)
+def test_a_family_setting_outside_its_closed_set_lists_the_choices(name, setting, value, message):
+    position = tuple(nn_catalog.MODELS[name].positions)[0]
+    with pytest.raises(errors.ConfigError, match=re.escape(message)):
+        _model(name, position, **{setting: value})
+    config = default.get_config()  # model.name is simple_cnn: every family's section is checked
+    config.model[name][setting] = value
+    with pytest.raises(errors.ConfigError, match=re.escape(message)):
+        schema.validate(config)
 
 
 def test_unknown_model_lists_the_registry():

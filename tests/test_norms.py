@@ -8,6 +8,7 @@ import pytest
 from bn_study.nn import norms
 from bn_study import errors
 from bn_study.nn import catalog as nn_catalog
+from bn_study.training import norm_record
 from configs import default
 
 MOMENTUM, EPSILON = 0.9, 1e-5
@@ -177,3 +178,31 @@ def test_only_batch_and_instance_norm_cancel_a_preceding_bias():
         cancels[kind] = norms.make_norm(config, jnp.float32).cancels_preceding_bias
     assert cancels == {'batch': True, 'layer': False, 'group': False, 'instance': True,
                        'none': False}
+
+
+def test_the_run_summary_describes_what_each_kind_pools():
+    config = default.get_config()
+    config.update(batch_size=128)
+    config.norm.num_groups = 4
+    config.eval.update(stats=('ema', 'precise', 'batch'), precise_bn_examples=2048)
+    common = {'num_devices': 4, 'epsilon': 1e-5, 'use_scale': True, 'use_bias': True,
+              'zero_init_last_scale': False}
+    per_example = {'scope': 'per_example', 'examples_per_statistic': 1}
+    expected = {
+        'batch': {'kind': 'batch', **common, 'scope': 'per_device', 'examples_per_statistic': 32,
+                  'momentum': 0.9, 'eval_stats': {'ema': {'momentum': 0.9},
+                                                  'precise': {'examples': 2048},
+                                                  'batch': {'examples_per_statistic': 32}}},
+        'layer': {'kind': 'layer', **common, **per_example, 'num_groups': 1},
+        'group': {'kind': 'group', **common, **per_example, 'num_groups': 4},
+        'instance': {'kind': 'instance', **common, **per_example,
+                     'num_groups': 'one per channel'},
+        'none': {'kind': 'none', 'scope': 'no_norm_layers', 'num_devices': 4},
+    }
+    config.norm.stats_scope = 'per_device'
+    for kind in nn_catalog.NORM_KINDS:
+        config.norm.kind = kind
+        # The keys' order is the summary record's too.
+        assert list(norm_record.describe(config, True, 4).items()) == \
+            list(expected[kind].items())
+        assert norm_record.describe(config, False, 4) == expected['none']

@@ -1,5 +1,8 @@
 """Schedules, optimizers and which parameters weight decay touches."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,7 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+from bn_study import errors
 from bn_study.nn import norms
+from bn_study.training import catalog
 from bn_study.training import optim
 from bn_study.nn import simple_cnn
 from configs import default
@@ -67,3 +72,32 @@ def test_decay_spares_norm_params_under_all_but_norm():
     np.testing.assert_allclose(updates['fc2']['kernel'], -0.1 * params['fc2']['kernel'],
                                rtol=1e-6)
     assert not np.any(updates['norm_fc1']['bias'])
+
+
+def test_every_catalog_entry_names_its_implementation_and_a_bad_name_lists_the_table():
+    """Training's closed sets are declared once (training/catalog.py): each entry's function
+    imports, and validation and dispatch both read the table."""
+    tables = {'optimizer.name': catalog.OPTIMIZERS, 'schedule.name': catalog.SCHEDULES,
+              'optimizer.weight_decay_on': catalog.WEIGHT_DECAY_ON,
+              'eval.stats': catalog.EVAL_STATS}
+    for path, table in tables.items():
+        for name in table:
+            assert callable(catalog.implementation(table, path, name)), (path, name)
+        with pytest.raises(errors.ConfigError,
+                           match=f'config.{path}=.nope. is not valid; choose one of: '
+                                 f'{", ".join(table)}$'):
+            catalog.implementation(table, path, 'nope')
+    assert list(catalog.OPTIMIZERS) == ['sgd', 'adam', 'adamw']  # the order messages use
+    for name, augmentation in catalog.AUGMENTATIONS.items():
+        assert augmentation is not None or name == catalog.STANDARD_AUGMENTATION
+    for info in catalog.DATASETS.values():  # 'standard' means a concrete augmentation
+        assert catalog.AUGMENTATIONS[info.standard_augment] is not None
+
+
+def test_the_training_catalog_imports_no_heavy_module():
+    """bn_study.schema validates configs against it, so it stays light."""
+    script = ('import sys, bn_study.training.catalog; '
+              'print(sorted({"jax", "flax", "optax", "tensorflow", "orbax"} & set(sys.modules)))')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == '[]'

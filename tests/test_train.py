@@ -157,26 +157,26 @@ def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
         loop.train_and_evaluate(config, str(tmp_path / 'a'))
 
 
-@pytest.mark.parametrize('batch_stats, examples', [('per_device', 16), ('ghost', 8)])
-def test_the_normalization_batch_is_recorded(make_config, tmp_path, batch_stats, examples):
-    config = make_config(num_epochs=1, norm__batch_stats=batch_stats, batch_size=64,
+@pytest.mark.parametrize('stats_scope, examples', [('per_device', 16), ('ghost', 8)])
+def test_the_normalization_batch_is_recorded(make_config, tmp_path, stats_scope, examples):
+    config = make_config(num_epochs=1, norm__stats_scope=stats_scope, batch_size=64,
                          norm__ghost_batch_size=8, eval__stats=('batch',))
     loop.train_and_evaluate(config, str(tmp_path))
     stats = records.read_summary(str(tmp_path))['normalization']
     assert (stats['scope'], stats['examples_per_statistic'], stats['num_devices']) == (
-        batch_stats, examples, 4)
+        stats_scope, examples, 4)
     assert stats['eval_stats'] == {'batch': {'examples_per_statistic': examples}}
 
 
 def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatch):
-    real = data.train_batches
+    real = data.TrainFeed.batches
 
-    def breaking(*args, **kwargs):
-        batches = real(*args, **kwargs)
+    def breaking(feed, *args, **kwargs):
+        batches = real(feed, *args, **kwargs)
         for _ in range(40):  # past the first epoch (31 steps), into the second
             yield next(batches)
         raise OSError('disk vanished')
-    monkeypatch.setattr(data, 'train_batches', breaking)
+    monkeypatch.setattr(data.TrainFeed, 'batches', breaking)
     with pytest.raises(OSError):
         loop.train_and_evaluate(make_config(num_epochs=3), str(tmp_path))
     summary = records.read_summary(str(tmp_path))

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study.training import data
 from bn_study import records
 from bn_study.studies import declare
 from bn_study.training import loop
@@ -23,9 +22,7 @@ def _small(make_config, seed, eval_stats=('ema',)):
 def test_the_vmapped_step_equals_each_members_own_step(make_config, tmp_path):
     configs = [_small(make_config, seed) for seed in (0, 1)]
     setup = loop.prepare(configs[0], tmp_path)
-    augment = data.augmentation(configs[0].data, setup.info)
-    batches = [list(data.train_batches(setup.shards, setup.info, augment, 4, 128, setup.layout,
-                                       c.seed, 0, 3)) for c in configs]
+    batches = [list(setup.feed(c).batches(0, 3)) for c in configs]
     states = [loop.initial_state(c, setup) for c in configs]
     pmap = lambda fn: jax.pmap(fn, axis_name=loop.BATCH_AXIS, devices=setup.devices)
     solo_step, vmapped_step = pmap(loop.train_step), pmap(jax.vmap(loop.train_step))
@@ -33,8 +30,7 @@ def test_the_vmapped_step_equals_each_members_own_step(make_config, tmp_path):
     together = jax_utils.replicate(vmap_seeds.stack(states), setup.local_devices)
     for step in range(3):
         alone = [solo_step(s, b[step])[0] for s, b in zip(alone, batches)]
-        together, _ = vmapped_step(together, jax.tree.map(lambda *xs: np.stack(xs, axis=1),
-                                                          *(b[step] for b in batches)))
+        together, _ = vmapped_step(together, vmap_seeds.stack_batches([b[step] for b in batches]))
     for k, solo in enumerate(alone):  # three steps: only rounding apart
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                      loop.first_replica(solo.params),

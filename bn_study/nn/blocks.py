@@ -9,20 +9,15 @@ from typing import Callable
 
 import flax.linen as nn
 
+from bn_study.nn import catalog
 from bn_study.nn.pooling import max_pool_2x2
 from bn_study.nn.norms import NormFactory
 
 # The collection a block sows its activations' inputs into when it is mutable (diagnostics).
 ACTIVATION_INPUTS = 'activation_inputs'
 
-# The order of operations inside one plain block for each placement. A block without a pool
-# drops it, so there `after_pool` puts the norm after the activation, the block's last op.
-BLOCK_ORDER = {
-    'none': ('layer', 'act', 'pool'),
-    'before_act': ('layer', 'norm', 'act', 'pool'),
-    'after_act': ('layer', 'act', 'norm', 'pool'),
-    'after_pool': ('layer', 'act', 'pool', 'norm'),
-}
+# The order of operations inside one plain block for each placement: the placements' table.
+BLOCK_ORDER = catalog.PLAIN_POSITIONS
 
 
 def record(module: nn.Module, tag: str, x):

@@ -6,13 +6,10 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study.nn import catalog as nn_catalog
 from bn_study import schema
+from bn_study.nn import catalog
 from bn_study.nn.blocks import output_layer, plain_block
 from bn_study.nn.norms import NormFactory
-
-ACTIVATIONS = {'sigmoid': nn.sigmoid, 'relu': nn.relu}
-assert tuple(ACTIVATIONS) == nn_catalog.ACTIVATIONS, 'keep nn_catalog.ACTIVATIONS in step'
 
 
 class MLP(nn.Module):
@@ -29,8 +26,7 @@ class MLP(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_position('mlp', self.bn_position)
-        schema.check_choice('model.mlp.activation', self.activation, nn_catalog.ACTIVATIONS)
+        schema.check_family('mlp', self)
         super().__post_init__()
 
     @nn.compact
@@ -38,10 +34,11 @@ class MLP(nn.Module):
         """Maps images [batch, ...] to float32 logits; `train` selects batch statistics."""
         init = (nn.initializers.normal(self.init_stddev) if self.init_stddev > 0
                 else nn.initializers.lecun_normal())
+        activation = catalog.resolve(catalog.ACTIVATIONS[self.activation])
         x = x.astype(self.dtype).reshape((x.shape[0], -1))
         for i, features in enumerate(self.hidden_features, start=1):
             dense = functools.partial(nn.Dense, features, kernel_init=init, dtype=self.dtype)
             x = plain_block(self, x, f'fc{i}', dense, self.norm, self.bn_position,
-                            ACTIVATIONS[self.activation], pool=False, train=train)
+                            activation, pool=False, train=train)
         return output_layer(self, x, f'fc{len(self.hidden_features) + 1}', self.num_classes,
                             self.norm, self.bn_on_output, self.dtype, train, kernel_init=init)

@@ -1,4 +1,5 @@
-"""The one norm factory: the kind (batch, layer, group, instance, none) is a config value.
+"""The norm layers and the one norm factory: the kind is a config value, and its entry in
+catalog.NORM_KINDS names the function here that builds its layer.
 
 A block asks for a norm where `bn_position` puts one, `norm(name)(x, train)`, and never
 knows which kind it got. When a caller makes the collection mutable, every norm layer sows
@@ -15,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from bn_study import schema
 from bn_study.errors import ConfigError
+from bn_study.nn import catalog
 
 # pmap axis over which global batch statistics are pooled; train.py maps over the same name.
 BATCH_AXIS = 'batch'
@@ -27,7 +30,7 @@ def _moments(x, axes):
     return x.mean(axes), jnp.square(x).mean(axes)
 
 
-def _sow_signal(module: nn.Module, x, y) -> None:
+def sow_signal(module: nn.Module, x, y) -> None:
     """Per-channel E[x] and E[x^2] of a norm's input and output; diagnostics.rows turns them
     into whole-tensor and per-channel variances after pooling over devices."""
     # Computed only when asked for: even unused, these reductions cost the training step
@@ -107,7 +110,7 @@ class BatchNorm(nn.Module):
                                           self.zero_scale)
             y = x * mul + shift
         y = y.astype(self.dtype)
-        _sow_signal(self, x, y)
+        sow_signal(self, x, y)
         return y
 
 
@@ -139,8 +142,8 @@ class GroupNorm(nn.Module):
         if positions * (channels // groups) == 1:
             raise ConfigError(
                 f'config.norm.kind={self.kind} would normalize single values of the dense '
-                f'layer {self.name} to zero; choose batch, layer or group (with fewer groups) '
-                'for models that normalize dense layers')
+                f'layer {self.name} to zero; choose {_kinds_for_dense_layers()} for models '
+                'that normalize dense layers')
         grouped = x.reshape(*x.shape[:-1], groups, channels // groups)
         axes = tuple(range(1, grouped.ndim - 2)) + (grouped.ndim - 1,)
         mean, mean_sq = _moments(grouped, axes)
@@ -152,8 +155,16 @@ class GroupNorm(nn.Module):
         mul, shift = _scale_and_shift(self, per_channel(mean), per_channel(var), self.epsilon,
                                       self.use_scale, self.use_bias, self.zero_scale)
         y = (x * mul + shift).astype(self.dtype)
-        _sow_signal(self, x, y)
+        sow_signal(self, x, y)
         return y
+
+
+def _kinds_for_dense_layers() -> str:
+    """The norm kinds whose statistics pool more than one value of a dense layer."""
+    kinds = [name + (' (with fewer groups)' if kind.groups == catalog.GROUPS_FROM_CONFIG else '')
+             for name, kind in catalog.NORM_KINDS.items()
+             if kind.statistics != 'none' and kind.groups != catalog.ONE_PER_CHANNEL]
+    return ', '.join(kinds[:-1]) + ' or ' + kinds[-1] if len(kinds) > 1 else kinds[0]
 
 
 class Identity(nn.Module):
@@ -164,10 +175,30 @@ class Identity(nn.Module):
         return x
 
 
+def batch_norm(norm: 'NormFactory', name: str, zero_scale: bool) -> BatchNorm:
+    """The `batch` kind: statistics over the examples norm.stats_scope names."""
+    return BatchNorm(stats_scope=norm.stats_scope, ghost_batch_size=norm.ghost_batch_size,
+                     momentum=norm.momentum, **norm.affine(name, zero_scale))
+
+
+def group_norm(norm: 'NormFactory', name: str, zero_scale: bool) -> GroupNorm:
+    """The `layer`, `group` and `instance` kinds: GroupNorm with the kind's channel groups."""
+    groups = catalog.NORM_KINDS[norm.kind].groups
+    num_groups = {catalog.GROUPS_FROM_CONFIG: norm.num_groups,
+                  catalog.ONE_PER_CHANNEL: 0}.get(groups, groups)
+    return GroupNorm(kind=norm.kind, num_groups=num_groups, **norm.affine(name, zero_scale))
+
+
+def identity(norm: 'NormFactory', name: str, zero_scale: bool) -> Identity:
+    """The `none` kind."""
+    del norm, zero_scale
+    return Identity(name=name)
+
+
 @dataclasses.dataclass(frozen=True)
 class NormFactory:
     """Built once from config.norm; blocks call it as norm(name)(x, train)."""
-    kind: str
+    kind: str  # a key of catalog.NORM_KINDS, whose entry builds the layers
     stats_scope: str
     ghost_batch_size: int
     num_groups: int
@@ -180,30 +211,25 @@ class NormFactory:
 
     def __call__(self, name: str, last_in_residual_branch: bool = False) -> nn.Module:
         """A norm layer; the last one of a residual branch starts at scale 0 if configured."""
-        affine = dict(epsilon=self.epsilon, use_scale=self.use_scale, use_bias=self.use_bias,
-                      zero_scale=self.zero_init_last_scale and last_in_residual_branch,
-                      dtype=self.dtype, name=name)
-        if self.kind == 'batch':
-            return BatchNorm(stats_scope=self.stats_scope, ghost_batch_size=self.ghost_batch_size,
-                             momentum=self.momentum, **affine)
-        if self.kind == 'none':
-            return Identity(name=name)
-        groups = {'layer': 1, 'group': self.num_groups, 'instance': 0}[self.kind]
-        return GroupNorm(kind=self.kind, num_groups=groups, **affine)
+        build = catalog.resolve(catalog.NORM_KINDS[self.kind].layer)
+        return build(self, name, self.zero_init_last_scale and last_in_residual_branch)
+
+    def affine(self, name: str, zero_scale: bool) -> dict:
+        """The fields every normalizing layer takes: epsilon, the affine parameters, the
+        compute dtype and its name."""
+        return dict(epsilon=self.epsilon, use_scale=self.use_scale, use_bias=self.use_bias,
+                    zero_scale=zero_scale, dtype=self.dtype, name=name)
 
     @property
     def cancels_preceding_bias(self) -> bool:
-        """True if a per-channel bias right before this norm is subtracted away by it.
-
-        BatchNorm and InstanceNorm remove each channel's mean, so the bias of the layer before
-        them is redundant (Ioffe & Szegedy 3.2); LayerNorm and GroupNorm pool channels, so a
-        per-channel bias survives them and the layer keeps it.
-        """
-        return self.kind in ('batch', 'instance')
+        """True if a per-channel bias right before this norm is subtracted away by it (the
+        kind's catalog entry says)."""
+        return catalog.NORM_KINDS[self.kind].cancels_preceding_bias
 
 
 def make_norm(norm_config: ml_collections.ConfigDict, dtype: Any) -> NormFactory:
     """The norm factory every block of a model shares."""
+    schema.check_choice('norm.kind', norm_config.kind, catalog.NORM_KINDS)
     return NormFactory(
         kind=norm_config.kind, stats_scope=norm_config.stats_scope,
         ghost_batch_size=norm_config.ghost_batch_size, num_groups=norm_config.num_groups,

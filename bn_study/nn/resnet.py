@@ -1,6 +1,7 @@
 """CIFAR-style ResNets (He et al. 2015, 2016) with the residual units of Identity Mappings.
 
-`bn_position` names the residual unit; UNIT_ORDER spells out where its norms and ReLUs go.
+`bn_position` names the residual unit; its entry in catalog.RESIDUAL_UNITS spells out where
+its norms and ReLUs go, and `block` names the convs of its branch (catalog.RESNET_BLOCKS).
 """
 
 from typing import Any
@@ -8,34 +9,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study.nn import catalog as nn_catalog
 from bn_study import schema
+from bn_study.nn import catalog
 from bn_study.nn.blocks import output_layer, record
 from bn_study.nn.norms import NormFactory
-
-# unit -> (ops around every conv but the last, ops around the last conv, ops from the addition
-# on). He et al. 2016, Fig. 4 (a)-(e), and the same unit with no norm at all.
-UNIT_ORDER = {
-    'original': (('conv', 'norm', 'act'), ('conv', 'norm'), ('add', 'act')),
-    'bn_after_addition': (('conv', 'norm', 'act'), ('conv',), ('add', 'norm', 'act')),
-    'relu_before_addition': (('conv', 'norm', 'act'), ('conv', 'norm', 'act'), ('add',)),
-    'relu_only_preactivation': (('act', 'conv', 'norm'), ('act', 'conv', 'norm'), ('add',)),
-    'full_preactivation': (('norm', 'act', 'conv'), ('norm', 'act', 'conv'), ('add',)),
-    'none': (('conv', 'act'), ('conv',), ('add', 'act')),
-}
-# The network's first conv is followed by what the unit type needs its input to be: units
-# that normalize after their convs get a normalized, activated input; full pre-activation
-# units normalize their own input, so the stem is the bare conv.
-STEM_ORDER = {unit: ('conv', 'norm', 'act') for unit in UNIT_ORDER}
-STEM_ORDER.update({'full_preactivation': ('conv',), 'none': ('conv', 'act')})
-# Pre-activation units end on an addition; the head applies the pre-activation a next unit
-# would (He et al. 2016: "an extra activation right after its element-wise addition").
-HEAD_ORDER = {unit: () for unit in UNIT_ORDER}
-HEAD_ORDER.update({'full_preactivation': ('norm', 'act'), 'relu_only_preactivation': ('act',)})
-# Post-activation units normalize the projection shortcut too, as in He et al.'s code
-# (shortcut type B: conv then BN); pre-activation units project the pre-activated input.
-NORMALIZED_PROJECTION = ('original', 'bn_after_addition', 'relu_before_addition')
-assert tuple(UNIT_ORDER) == nn_catalog.RESIDUAL_UNITS, 'keep nn_catalog.RESIDUAL_UNITS in step'
 
 
 def _conv(features, kernel, strides, use_bias, dtype, name):
@@ -66,13 +43,14 @@ def _sequence(module, x, ops, norm, train, conv=None, name=''):
 
 
 class ResidualUnit(nn.Module):
-    """One residual unit: a branch of 2 (basic) or 3 (bottleneck) convs plus a shortcut."""
+    """One residual unit: a branch of the block's convs (2 basic, 3 bottleneck) plus a
+    shortcut."""
     norm: NormFactory
-    unit: str
-    features: int  # the branch's inner width; a bottleneck's output is 4x wider
+    unit: str  # a key of catalog.RESIDUAL_UNITS
+    features: int  # the branch's inner width; the output is the block's expansion wider
     strides: int
-    bottleneck: bool
-    shortcut: str  # nn_catalog.RESNET_SHORTCUTS, used where the shape changes
+    block: str  # a key of catalog.RESNET_BLOCKS
+    shortcut: str  # catalog.RESNET_SHORTCUTS, used where the shape changes
     # Pre-activation units whose shortcut changes shape, and the network's first unit,
     # pre-activate before the split so the shortcut sees the activated input too, as in
     # He et al.'s released code ('both_preact').
@@ -81,15 +59,17 @@ class ResidualUnit(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        if self.bottleneck:
-            convs = ((1, self.features, 1), (3, self.features, self.strides),
-                     (1, 4 * self.features, 1))
-        else:
-            convs = ((3, self.features, self.strides), (3, self.features, 1))
-        middle, last, after = UNIT_ORDER[self.unit]
+        block = catalog.RESNET_BLOCKS[self.block]
+        # (kernel, features, strides) of each conv: the first 3x3 one strides, the last one
+        # widens the output by the block's expansion.
+        convs = [(kernel, self.features * (block.expansion if i == len(block.kernels) - 1 else 1),
+                  self.strides if i == block.kernels.index(3) else 1)
+                 for i, kernel in enumerate(block.kernels)]
+        unit = catalog.RESIDUAL_UNITS[self.unit]
+        middle, last, after = unit.middle, unit.last, unit.after
         groups = [middle] * (len(convs) - 1) + [last]
         flat = [op for group in groups for op in group] + list(after)
-        # nn_catalog.ZERO_INIT_UNITS end their branch on a norm; that one may start at scale 0.
+        # Units whose branch ends on a norm (ends_on_norm): that one may start at scale 0.
         last_of_branch = len(flat) - len(after) - 1
         shortcut_input = x
         position = 0
@@ -122,7 +102,7 @@ class ResidualUnit(nn.Module):
         if self.shortcut == 'projection':
             x = record(self, 'projection', _conv(features, 1, self.strides, False, self.dtype,
                                                  'projection')(x))
-            if self.unit in NORMALIZED_PROJECTION:
+            if catalog.RESIDUAL_UNITS[self.unit].normalized_projection:
                 x = record(self, 'norm_projection', self.norm('norm_projection')(x, train))
             return x
         x = x[:, ::self.strides, ::self.strides, :]
@@ -143,36 +123,32 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_position('resnet', self.bn_position)
-        schema.check_choice('model.resnet.block', self.block, nn_catalog.RESNET_BLOCKS)
-        schema.check_choice('model.resnet.shortcut', self.shortcut, nn_catalog.RESNET_SHORTCUTS)
+        schema.check_family('resnet', self)
         schema.resnet_units_per_stage(self.depth, self.block)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool):
         """Maps images [batch, H, W, C] to float32 logits; `train` selects batch statistics."""
-        unit = self.bn_position
+        unit = catalog.RESIDUAL_UNITS[self.bn_position]
         units_per_stage = schema.resnet_units_per_stage(self.depth, self.block)
-        stem_ops = STEM_ORDER[unit]
         # The first unit always pre-activates before the split, so a bare stem conv feeds
         # that unit's leading op only.
-        after_stem = list(stem_ops) + [UNIT_ORDER[unit][0][0]]
+        after_stem = list(unit.stem) + [unit.middle[0]]
         stem_conv = _conv(self.width, 3, 1, not _bias_cancelled(after_stem, 0, self.norm),
                           self.dtype, 'conv_stem')
-        x = _sequence(self, x.astype(self.dtype), stem_ops, self.norm, train, stem_conv, '_stem')
-        bottleneck = self.block == 'bottleneck'
+        x = _sequence(self, x.astype(self.dtype), unit.stem, self.norm, train, stem_conv, '_stem')
+        expansion = catalog.RESNET_BLOCKS[self.block].expansion
         for stage in range(3):
             for i in range(units_per_stage):
                 strides = 2 if stage > 0 and i == 0 else 1
                 features = self.width * 2 ** stage
-                out_features = 4 * features if bottleneck else features
-                changes_shape = strides != 1 or x.shape[-1] != out_features
+                changes_shape = strides != 1 or x.shape[-1] != expansion * features
                 x = ResidualUnit(
-                    self.norm, unit, features, strides, bottleneck, self.shortcut,
+                    self.norm, self.bn_position, features, strides, self.block, self.shortcut,
                     preactivate_shortcut=changes_shape or (stage == 0 and i == 0),
                     dtype=self.dtype, name=f'stage{stage + 1}_unit{i + 1}')(x, train)
-        x = _sequence(self, x, HEAD_ORDER[unit], self.norm, train, name='_head')
+        x = _sequence(self, x, unit.head, self.norm, train, name='_head')
         x = record(self, 'pool_head', x.mean(axis=(1, 2)))
         return output_layer(self, x, 'fc', self.num_classes, self.norm, self.bn_on_output,
                             self.dtype, train)

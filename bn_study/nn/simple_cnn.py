@@ -23,7 +23,7 @@ class SimpleCNN(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_position('simple_cnn', self.bn_position)
+        schema.check_family('simple_cnn', self)
         super().__post_init__()
 
     @nn.compact

@@ -6,8 +6,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study.nn import catalog as nn_catalog
 from bn_study import schema
+from bn_study.nn import catalog
 from bn_study.nn.blocks import output_layer, plain_block
 from bn_study.nn.norms import NormFactory
 
@@ -29,8 +29,7 @@ class VGG(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_position('vgg', self.bn_position)
-        schema.check_choice('model.vgg.depth', self.depth, tuple(nn_catalog.VGG_DEPTHS))
+        schema.check_family('vgg', self)
         super().__post_init__()
 
     @nn.compact
@@ -41,7 +40,7 @@ class VGG(nn.Module):
                                   bn_position=self.bn_position, activation=nn.relu, train=train)
         index = 0
         for stage, (convs, multiple) in enumerate(
-                zip(nn_catalog.VGG_DEPTHS[self.depth], (1, 2, 4, 8, 8))):
+                zip(catalog.VGG_DEPTHS[self.depth], (1, 2, 4, 8, 8))):
             for i in range(convs):
                 index += 1
                 conv = functools.partial(nn.Conv, self.width * multiple, (3, 3),

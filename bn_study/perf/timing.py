@@ -1,6 +1,6 @@
 """What one benchmark process measures, with the real pieces train_and_evaluate uses: the
 pmapped training step (loop.pmapped_train_step), the EMA evaluation step, and the input
-pipeline (data.train_batches), on this process's devices.
+pipeline (the run's data.TrainFeed), on this process's devices.
 
 Every figure is taken after the compiling call and `warmup` more; the training step is fed
 host batches as in training, so the copy to the devices is included.
@@ -11,7 +11,6 @@ import resource
 import time
 
 import jax
-import numpy as np
 from flax import jax_utils
 
 from bn_study.training import data
@@ -54,12 +53,10 @@ def peak_memory() -> dict:
 def measure(config, workdir: str, steps: int, warmup: int) -> dict:
     """Training step, evaluation step and input pipeline figures for `config`."""
     setup = loop.prepare(config, workdir)
-    augment = data.augmentation(config.data, setup.info)
     calls = warmup + steps + 1
 
     start = time.perf_counter()
-    batches = data.train_batches(setup.shards, setup.info, augment, config.data.crop_padding,
-                                 config.batch_size, setup.layout, config.seed, 0, calls)
+    batches = setup.feed(config).batches(0, calls)
     first = next(batches)
     pipeline_start_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -105,11 +102,8 @@ def vmapped_against_sequential(configs, workdir: str, steps: int, warmup: int) -
     vmap_seeds.check_seed_group(configs)
     setup = loop.prepare(configs[0], workdir)
     config = configs[0]
-    augment = data.augmentation(config.data, setup.info)
     calls = warmup + steps + 1
-    member_batches = [list(data.train_batches(
-        setup.shards, setup.info, augment, config.data.crop_padding, config.batch_size,
-        setup.layout, c.seed, 0, calls)) for c in configs]
+    member_batches = [list(setup.feed(c).batches(0, calls)) for c in configs]
     replicate = lambda tree: jax_utils.replicate(tree, setup.local_devices)
     states = [loop.initial_state(c, setup) for c in configs]
     examples = len(configs) * config.batch_size
@@ -131,7 +125,7 @@ def vmapped_against_sequential(configs, workdir: str, steps: int, warmup: int) -
 
     vmapped_step = vmap_seeds.pmapped_group_step(setup.devices)
     vmapped_state = replicate(vmap_seeds.stack(states))
-    stacked_feed = itertools.cycle([jax.tree.map(lambda *xs: np.stack(xs, axis=1), *step)
+    stacked_feed = itertools.cycle([vmap_seeds.stack_batches(list(step))
                                     for step in zip(*member_batches)])
 
     def vmapped_call():

@@ -14,37 +14,12 @@ import tensorflow_datasets as tfds
 
 from bn_study import filelock
 from bn_study import errors
-from bn_study.training import catalog as training_catalog
+from bn_study.training import catalog
+# The catalogue (one table, declared in catalog): name -> DatasetInfo.
+from bn_study.training.catalog import DATASETS, DatasetInfo
 
 # tf.data only feeds the host; keep TensorFlow off any accelerator that JAX is using.
 tf.config.set_visible_devices([], 'GPU')
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What the model and the input pipeline need to know about a dataset."""
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    mean: tuple[float, ...]  # per-channel pixel mean and std on the [0, 1] scale
-    std: tuple[float, ...]
-    standard_augment: str = 'none'  # what config.data.augment='standard' means here
-
-
-# Per-channel training-split statistics as commonly published for each dataset (CIFAR's std
-# is the per-pixel std over the training split, not the often-quoted 0.2023, 0.1994, 0.2010).
-DATASETS = {
-    'mnist_5k': DatasetInfo(10, (28, 28, 1), (0.1307,), (0.3081,)),  # MNIST's own
-    'mnist': DatasetInfo(10, (28, 28, 1), (0.1307,), (0.3081,)),
-    'fashion_mnist': DatasetInfo(10, (28, 28, 1), (0.2860,), (0.3530,)),
-    'cifar10': DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           'pad_crop_flip'),
-    'cifar100': DatasetInfo(100, (32, 32, 3), (0.5071, 0.4865, 0.4409),
-                            (0.2673, 0.2564, 0.2762), 'pad_crop_flip'),
-    # Digits: a flip changes their meaning, so SVHN is trained without augmentation.
-    'svhn_cropped': DatasetInfo(10, (32, 32, 3), (0.4377, 0.4438, 0.4728),
-                                (0.1980, 0.2010, 0.1970)),
-}
-assert tuple(DATASETS) == training_catalog.DATASETS, 'keep training_catalog.DATASETS and this table in step'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +145,7 @@ def _directory_builder(data_config: ml_collections.ConfigDict):
     tfds.dataset_builders.store_as_tfds_dataset)."""
     name = data_config.name
     refusal = errors.ConfigError(
-        f'config.data.name={name!r} is neither one of: {", ".join(training_catalog.DATASETS)}, nor a '
+        f'config.data.name={name!r} is neither one of: {", ".join(DATASETS)}, nor a '
         f'dataset prepared in config.data.data_dir={data_config.data_dir!r}')
     try:
         builder = tfds.builder(name, data_dir=data_config.data_dir)
@@ -231,7 +206,8 @@ def dataset_info(data_config: ml_collections.ConfigDict, builder) -> DatasetInfo
 
 def augmentation(data_config: ml_collections.ConfigDict, info: DatasetInfo) -> str:
     """config.data.augment with 'standard' resolved to the dataset's usual augmentation."""
-    if data_config.augment == 'standard':
+    catalog.entry(catalog.AUGMENTATIONS, 'data.augment', data_config.augment)
+    if data_config.augment == catalog.STANDARD_AUGMENTATION:
         return info.standard_augment
     return data_config.augment
 
@@ -319,12 +295,12 @@ def _step_rows(shards: TrainShards, batch_size: int, seed: int, start_step: int,
     return rows[start_step - offset:total_steps - offset].astype(np.int32)
 
 
-def _augment(images: tf.Tensor, kind: str, padding: int, seed: tf.Tensor,
+def _augment(images: tf.Tensor, kind: catalog.Augmentation, padding: int, seed: tf.Tensor,
              rows: slice, global_batch: int) -> tf.Tensor:
     """Random crops and flips, drawn for the whole global batch from (seed, step) and cut
     to this process's rows, so each example's draw is the same on any process count."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    if 'crop' in kind:
+    if kind.crop:
         size = images.shape[1:3]
         padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
         offsets = tf.random.stateless_uniform([global_batch, 2], crop_seed, 0, 2 * padding + 1,
@@ -332,7 +308,7 @@ def _augment(images: tf.Tensor, kind: str, padding: int, seed: tf.Tensor,
         y = offsets[:, :1] + tf.range(size[0])[None]
         x = offsets[:, 1:] + tf.range(size[1])[None]
         images = tf.gather(tf.gather(padded, y, axis=1, batch_dims=1), x, axis=2, batch_dims=1)
-    if 'flip' in kind:
+    if kind.flip:
         flip = tf.random.stateless_uniform([global_batch], flip_seed)[rows] < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, [2]), images)
     return images
@@ -344,36 +320,61 @@ def _standardise(images: tf.Tensor, info: DatasetInfo) -> tf.Tensor:
     return (tf.cast(images, tf.float32) / 255.0 - mean) / std
 
 
-def train_batches(shards: TrainShards, info: DatasetInfo, augment: str, crop_padding: int,
-                  batch_size: int, layout: Layout, seed: int, start_step: int,
-                  total_steps: int) -> Iterator[dict]:
-    """Training batches for steps start_step .. total_steps - 1, as this process's part.
+@dataclasses.dataclass(frozen=True)
+class TrainFeed:
+    """Everything a run's training batches depend on, besides the step.
 
-    Batch t is a pure function of (seed, t): epoch e = t // steps_per_epoch takes each shard's
-    permutation epoch_order(seed, e, shard) in slices; crops and flips are drawn from
-    (seed, t). A resumed run therefore starts at its step and sees exactly the batches that an
-    uninterrupted run would have.
+    Built by from_config, the one place that reads them from a config; batches(first, last)
+    is the stream. A seed group's members share a feed but for the seed (with_seed).
     """
-    rows = _step_rows(shards, batch_size, seed, start_step, total_steps)
-    images = tf.constant(shards.images.reshape(-1, *shards.images.shape[2:]))
-    labels = tf.constant(shards.labels.reshape(-1))
-    local_rows = layout.rows(batch_size)
-    shape = lambda x: tf.reshape(x, [layout.local_devices, -1, *x.shape[1:]])
+    shards: TrainShards
+    info: DatasetInfo
+    augment: str  # a concrete catalog.AUGMENTATIONS name ('standard' resolved)
+    crop_padding: int
+    batch_size: int  # global
+    layout: Layout
+    seed: int
 
-    def make_batch(step, indices):
-        batch = tf.gather(images, indices)
-        if augment != 'none':
-            batch = _augment(batch, augment, crop_padding,
-                             tf.stack([tf.constant(seed, tf.int64), step]), local_rows,
-                             batch_size)
-        return {'image': shape(_standardise(batch, info)),
-                'label': shape(tf.gather(labels, indices))}
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, shards: TrainShards,
+                    info: DatasetInfo, layout: Layout) -> 'TrainFeed':
+        """The feed of `config` over the loaded shards, whose dataset `info` describes."""
+        return cls(shards, info, augmentation(config.data, info), config.data.crop_padding,
+                   config.batch_size, layout, config.seed)
 
-    ds = tf.data.Dataset.from_tensor_slices(
-        (np.arange(start_step, total_steps, dtype=np.int64), rows))
-    ds = ds.map(make_batch, num_parallel_calls=PIPELINE_DEPTH, deterministic=True)
-    ds = ds.prefetch(PIPELINE_DEPTH).with_options(_FIXED_PARALLELISM)
-    return iter(tfds.as_numpy(ds))
+    def with_seed(self, seed: int) -> 'TrainFeed':
+        return dataclasses.replace(self, seed=seed)
+
+    def batches(self, start_step: int, total_steps: int) -> Iterator[dict]:
+        """Training batches for steps start_step .. total_steps - 1, as this process's part.
+
+        Batch t is a pure function of (seed, t): epoch e = t // steps_per_epoch takes each
+        shard's permutation epoch_order(seed, e, shard) in slices; crops and flips are drawn
+        from (seed, t). A resumed run therefore starts at its step and sees exactly the
+        batches that an uninterrupted run would have.
+        """
+        shards, layout, batch_size, seed = self.shards, self.layout, self.batch_size, self.seed
+        augment = catalog.AUGMENTATIONS[self.augment]
+        rows = _step_rows(shards, batch_size, seed, start_step, total_steps)
+        images = tf.constant(shards.images.reshape(-1, *shards.images.shape[2:]))
+        labels = tf.constant(shards.labels.reshape(-1))
+        local_rows = layout.rows(batch_size)
+        shape = lambda x: tf.reshape(x, [layout.local_devices, -1, *x.shape[1:]])
+
+        def make_batch(step, indices):
+            batch = tf.gather(images, indices)
+            if augment.crop or augment.flip:
+                batch = _augment(batch, augment, self.crop_padding,
+                                 tf.stack([tf.constant(seed, tf.int64), step]), local_rows,
+                                 batch_size)
+            return {'image': shape(_standardise(batch, self.info)),
+                    'label': shape(tf.gather(labels, indices))}
+
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.arange(start_step, total_steps, dtype=np.int64), rows))
+        ds = ds.map(make_batch, num_parallel_calls=PIPELINE_DEPTH, deterministic=True)
+        ds = ds.prefetch(PIPELINE_DEPTH).with_options(_FIXED_PARALLELISM)
+        return iter(tfds.as_numpy(ds))
 
 
 def eval_batches(split: tuple[np.ndarray, np.ndarray], info: DatasetInfo, batch_size: int,

@@ -1,14 +1,18 @@
 """Test-set evaluation under each kind of BN statistics: EMA, PreciseBN, the test batch's own.
 
 All three evaluate the same parameters; they differ only in the statistics BatchNorm
-normalizes the test images with (config.eval.stats, training_catalog.EVAL_STATS).
+normalizes the test images with (config.eval.stats, catalog.EVAL_STATS, whose entries name
+the *_evaluation functions here).
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bn_study.training import catalog
 from bn_study.training import data
 from bn_study.training import parallel
 from bn_study.nn.norms import BATCH_AXIS
@@ -97,49 +101,81 @@ def evaluate(p_step, state, batches, in_flight: int) -> dict:
             'accuracy': totals['correct'] / totals['count']}
 
 
-def make_evaluator(config, info, test_split, train_batches, devices: list, layout,
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+    """What every evaluation kind is prepared from, once per run."""
+    config: object  # the run's config
+    feed: data.TrainFeed  # the run's training batches (PreciseBN's sample)
+    test_split: tuple  # (images, labels) of the whole test split
+    test: list  # the test split in config.eval.batch_size batches
+    devices: list
+    p_eval: object  # eval_step, pmapped
+
+    @property
+    def in_flight(self) -> int:
+        # Bounded as training is: PreciseBN's 80 batches dispatched at once deadlocked XLA's
+        # CPU all-reduce between simulated devices (twice in the Wu & Johnson study).
+        return self.config.steps_in_flight
+
+    def pmap(self, fn):
+        return parallel.pmap(fn, self.devices)
+
+
+# Each kind in catalog.EVAL_STATS: (EvalContext) -> evaluate(state) -> {'loss', 'accuracy'}.
+
+def ema_evaluation(ctx: EvalContext):
+    """The running averages the state carries."""
+    return lambda state: evaluate(ctx.p_eval, state, ctx.test, ctx.in_flight)
+
+
+def precise_evaluation(ctx: EvalContext):
+    """PreciseBN statistics, recomputed on a fixed sample at every evaluation."""
+    p_moments = ctx.pmap(batch_moments_step)
+    # A fixed sample, the first batches of the seed's first epoch, the same at every
+    # evaluation: it keeps PreciseBN from adding sampling noise between checkpoints.
+    precise_batches = list(ctx.feed.batches(0, precise_bn_batch_count(ctx.config)))
+
+    def evaluate_precise(state):
+        stats = precise_batch_stats(p_moments, state, precise_batches, ctx.in_flight)
+        return evaluate(ctx.p_eval, state.replace(batch_stats=stats), ctx.test, ctx.in_flight)
+    return evaluate_precise
+
+
+def batch_evaluation(ctx: EvalContext):
+    """Each test batch normalized by its own statistics."""
+    p_batch_eval = ctx.pmap(batch_stats_eval_step)
+    # Normalized in batches as large as training's, over the same devices and ghosts,
+    # each a random draw of test images fixed by the seed.
+    train_sized_test = data.eval_batches(ctx.test_split, ctx.feed.info, ctx.config.batch_size,
+                                         ctx.feed.layout, shuffle_seed=ctx.config.seed)
+    return lambda state: evaluate(p_batch_eval, state, train_sized_test, ctx.in_flight)
+
+
+def make_evaluator(config, feed: data.TrainFeed, test_split, devices: list,
                    uses_batch_stats: bool):
     """Returns evaluate_all(state) -> row entries for every kind in config.eval.stats.
 
-    `test_split`: (images, labels) of the whole test split; `train_batches(first, last)`: the
-    run's training batches for those steps (PreciseBN's sample). The first kind is also
-    reported as the headline test_loss and test_accuracy. Without BatchNorm layers all three
-    kinds are the same computation, so it runs once.
+    `feed`: the run's training batches; `test_split`: (images, labels) of the whole test
+    split. The first kind is also reported as the headline test_loss and test_accuracy.
+    Without BatchNorm layers all kinds are the same computation, so it runs once.
     """
-    pmap = lambda fn: parallel.pmap(fn, devices)
     kinds = tuple(config.eval.stats)
-    # Bounded as training is: PreciseBN's 80 batches dispatched at once deadlocked XLA's CPU
-    # all-reduce between simulated devices (twice in the Wu & Johnson study).
-    in_flight = config.steps_in_flight
-    test = data.eval_batches(test_split, info, config.eval.batch_size, layout)
-    p_eval = pmap(eval_step)
-    if uses_batch_stats and 'batch' in kinds:
-        p_batch_eval = pmap(batch_stats_eval_step)
-        # Normalized in batches as large as training's, over the same devices and ghosts,
-        # each a random draw of test images fixed by the seed.
-        train_sized_test = data.eval_batches(test_split, info, config.batch_size, layout,
-                                             shuffle_seed=config.seed)
-    if uses_batch_stats and 'precise' in kinds:
-        p_moments = pmap(batch_moments_step)
-        # A fixed sample, the first batches of the seed's first epoch, the same at every
-        # evaluation: it keeps PreciseBN from adding sampling noise between checkpoints.
-        count = precise_bn_batch_count(config)
-        precise_batches = list(train_batches(0, count))
+    test = data.eval_batches(test_split, feed.info, config.eval.batch_size, feed.layout)
+    ctx = EvalContext(config, feed, test_split, test, devices,
+                      parallel.pmap(eval_step, devices))
+    if uses_batch_stats:
+        evaluations = {kind: catalog.implementation(catalog.EVAL_STATS, 'eval.stats', kind)(ctx)
+                       for kind in kinds}
+    else:
+        evaluations = dict.fromkeys(kinds, ema_evaluation(ctx))
 
     def evaluate_all(state) -> dict:
         results = {}
         for kind in kinds:
-            if not uses_batch_stats:
-                results[kind] = (results.get(kinds[0])
-                                 or evaluate(p_eval, state, test, in_flight))
-            elif kind == 'ema':
-                results[kind] = evaluate(p_eval, state, test, in_flight)
-            elif kind == 'precise':
-                stats = precise_batch_stats(p_moments, state, precise_batches, in_flight)
-                results[kind] = evaluate(p_eval, state.replace(batch_stats=stats), test,
-                                         in_flight)
+            if uses_batch_stats or not results:
+                results[kind] = evaluations[kind](state)
             else:
-                results[kind] = evaluate(p_batch_eval, state, train_sized_test, in_flight)
+                results[kind] = results[kinds[0]]
         row = {'test_loss': results[kinds[0]]['loss'],
                'test_accuracy': results[kinds[0]]['accuracy']}
         for kind, result in results.items():

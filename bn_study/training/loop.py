@@ -1,4 +1,10 @@
-"""TrainState, the pure pmapped train step, and train_and_evaluate(config, workdir)."""
+"""TrainState, the pure pmapped train step, and the one training loop.
+
+train_runs is the loop: every step, the diagnostics, each epoch's divergence check,
+evaluation and record row, checkpoints, and the failed, diverged and complete summaries.
+It trains one or more runs through a Lanes strategy that says how their states share a
+program: Solo here (one run; train_and_evaluate), vmap_seeds.Group (seeds vmapped).
+"""
 
 import dataclasses
 import time
@@ -123,24 +129,15 @@ class Progress:
 class EpochMetrics:
     """The current epoch's per-step train loss and accuracy.
 
-    Step metrics stay on the devices until fetch() (at epoch ends and checkpoints), so
-    training does not wait on the host every step. They travel in checkpoints, so a resumed
-    epoch reports the same means as an uninterrupted one.
+    Step metrics stay on the devices until the loop fetches them (at epoch ends and
+    checkpoints), so training does not wait on the host every step. They travel in
+    checkpoints, so a resumed epoch reports the same means as an uninterrupted one.
     """
 
     def __init__(self, first_step: int, losses=(), accuracies=()):
         self.first_step = first_step  # the epoch's first step, counted from 1
         self.losses = [np.float32(x) for x in losses]
         self.accuracies = [np.float32(x) for x in accuracies]
-        self.pending = []
-
-    def add(self, metrics: dict) -> None:
-        self.pending.append(metrics)
-
-    def fetch(self) -> int | None:
-        """Moves pending metrics to the host; returns the first non-finite step, if any."""
-        fetched, self.pending = first_replica(self.pending), []
-        return self.extend(fetched)
 
     def extend(self, fetched: list[dict]) -> int | None:
         """Appends steps' metrics from the host; returns the first non-finite step, if any."""
@@ -203,6 +200,10 @@ class Setup:
     model: Any
     schedule: Any
 
+    def feed(self, config: ml_collections.ConfigDict) -> data.TrainFeed:
+        """The training batches of `config` (this setup's config, or a seed group member's)."""
+        return data.TrainFeed.from_config(config, self.shards, self.info, self.layout)
+
 
 def prepare(config: ml_collections.ConfigDict, workdir) -> Setup:
     """Checks everything that can be checked before a record exists, then loads the data."""
@@ -251,14 +252,214 @@ def complete_summary(config, setup: Setup, history: list[dict], num_params: int,
     }
 
 
+class Run:
+    """One run's host side: its record, history, current epoch's metrics and evaluator.
+
+    `saved`: the progress its checkpoint carries (FRESH_PROGRESS for a fresh start);
+    `resume_step`: the checkpoint's step, or None.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir, feed: data.TrainFeed,
+                 steps_per_epoch: int, saved: dict = FRESH_PROGRESS,
+                 resume_step: int | None = None):
+        self.config, self.workdir, self.feed = config, workdir, feed
+        self.resume_step = resume_step
+        self.record = run_record.RunRecord(workdir, writer=jax.process_index() == 0)
+        self.earlier_time_s = saved['wall_time_s']
+        step = resume_step or 0
+        self.resumed_at = saved['resumed_at_steps'] + ([step] if resume_step is not None else [])
+        # The rows up to the checkpoint: the record keeps those (RunRecord.start) and the
+        # run logs the later ones again.
+        self.history = ([row for row in records.read_metrics(workdir) if row['step'] <= step]
+                        if resume_step is not None else [])
+        self.epoch_metrics = EpochMetrics(step - step % steps_per_epoch + 1,
+                                          saved['epoch_losses'], saved['epoch_accuracies'])
+        self.live = True  # until it diverges
+        self.evaluate_all = None  # set by train_runs
+        self.started = None
+
+    def wall_time_s(self) -> float:
+        return self.earlier_time_s + time.perf_counter() - self.started
+
+    def diverge(self, bad_step: int) -> None:
+        self.record.finish(diverged_summary(self.history, self.epoch_metrics, bad_step,
+                                            self.wall_time_s()))
+        self.live = False
+        logging.warning('seed %d diverged at step %d', self.config.seed, bad_step)
+
+    def end_epoch(self, step: int, state, setup: Setup, epoch_start: float) -> None:
+        """The epoch's row: train means, every evaluation kind, the rate, the time taken."""
+        row = {'epoch': step // setup.steps_per_epoch, 'step': step,
+               **self.epoch_metrics.means(), **self.evaluate_all(state),
+               'learning_rate': float(setup.schedule(step - 1)),
+               'epoch_time_s': time.perf_counter() - epoch_start}
+        self.history.append(row)
+        self.record.log_epoch(row)
+        logging.info('seed %d, epoch %d: %s', self.config.seed, row['epoch'],
+                     {k: round(v, 4) for k, v in row.items()})
+        self.epoch_metrics = EpochMetrics(step + 1)
+
+    def fail(self, error: BaseException) -> None:
+        self.record.finish({'status': records.FAILED,
+                            'error': f'{type(error).__name__}: {error}',
+                            'epochs_completed': len(self.history),
+                            'wall_time_s': self.wall_time_s(),
+                            'environment': run_record.environment()})
+
+
+class Solo:
+    """Lanes of one run alone: the state is the TrainState replicated over the devices.
+
+    A Lanes strategy tells train_runs how the runs' states share one program:
+      step(): the pmapped step, (state, batch) -> (state, metrics);
+      place(states): the initial states as that step's state;
+      batch(batches): the runs' batches of one step as that step's batch;
+      members(state): k -> run k's state, replicated, for the pmapped evaluation and
+        diagnostics;
+      metrics(metrics, k): run k's part of one step's metrics (host side);
+      finals(state): the runs' final states;
+      reports_progress: whether steps/s and the loss go to the (first) run's record;
+      complete_extra: what every complete summary adds.
+    """
+    reports_progress = True
+    complete_extra = {}
+
+    def __init__(self, setup: Setup):
+        self.setup = setup
+
+    def step(self):
+        return pmapped_train_step(self.setup.devices)
+
+    def place(self, states: list):
+        (state,) = states
+        return jax_utils.replicate(state, self.setup.local_devices)
+
+    def batch(self, batches: list) -> dict:
+        (batch,) = batches
+        return batch
+
+    def members(self, state):
+        return lambda k: state
+
+    def metrics(self, metrics: dict, k: int) -> dict:
+        return metrics
+
+    def finals(self, state) -> list:
+        return [unreplicate(state)]
+
+
+class _NoCheckpoints:
+    """For runs that save none (vmapped seed groups)."""
+
+    def due(self, step: int, total_steps: int) -> bool:
+        return False
+
+    def wait(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def train_runs(setup: Setup, runs: list[Run], states: list, lanes,
+               checkpoints: checkpoint.Checkpoints | None = None, first_step: int = 0) -> list:
+    """The training loop of every run: trains `runs` from `first_step` through `lanes` (Solo,
+    vmap_seeds.Group), evaluates every epoch, writes each run's record, and returns their
+    final states.
+
+    A run whose metrics turn non-finite is recorded as diverged (checked at each epoch end
+    and checkpoint) and stops being recorded while the others go on; the loop ends when
+    none is left. Any exception records every live run as failed and is raised again.
+    `checkpoints` (a run alone) are saved when due, with the first run's progress.
+    """
+    checkpoints = checkpoints or _NoCheckpoints()
+    config = runs[0].config
+    total_steps, steps_per_epoch = setup.total_steps, setup.steps_per_epoch
+    for run in runs:
+        run.record.start(run.config, run.resume_step)
+    start = time.perf_counter()
+    for run in runs:
+        run.started = start
+    try:
+        num_params = sum(x.size for x in jax.tree.leaves(states[0].params))
+        uses_batch_stats = bool(jax.tree.leaves(states[0].batch_stats))
+        state = lanes.place(states)
+        p_train_step = lanes.step()
+        percentiles = tuple(config.diagnostics.percentiles)
+        p_signal_step = parallel.pmap(diagnostics.make_signal_step(percentiles), setup.devices)
+        test_split = data.read_split(setup.builder, 'test')
+        for run in runs:
+            run.evaluate_all = evaluation.make_evaluator(run.config, run.feed, test_split,
+                                                         setup.devices, uses_batch_stats)
+        every = config.diagnostics.every_steps
+        step = first_step
+        progress = Progress(step, total_steps, config.batch_size,
+                            config.progress_every_steps if lanes.reports_progress else 0,
+                            runs[0].record)
+        iterators = [run.feed.batches(step, total_steps) for run in runs]
+        queue = parallel.StepQueue(config.steps_in_flight)
+        pending, epoch_start = [], time.perf_counter()
+        while step < total_steps:
+            batches = [next(iterator) for iterator in iterators]
+            state, metrics = p_train_step(state, lanes.batch(batches))
+            queue.add(metrics)
+            step += 1
+            pending.append(metrics)
+            progress.after_step(step, metrics)
+            diagnose = (every and step % every == 0) or step == total_steps
+            epoch_end = step % steps_per_epoch == 0
+            fetch = epoch_end or checkpoints.due(step, total_steps)
+            if not (diagnose or fetch):
+                continue
+            member = lanes.members(state)
+            if fetch:  # the step metrics to the host, for the divergence check and the row
+                fetched, pending = first_replica(pending), []
+            for k, run in enumerate(runs):
+                if not run.live:
+                    continue
+                if diagnose:
+                    run.record.log_diagnostics(step, diagnostics.rows(
+                        step, first_replica(p_signal_step(member(k), batches[k])),
+                        first_replica(member(k).batch_stats), percentiles))
+                if fetch:
+                    bad_step = run.epoch_metrics.extend([lanes.metrics(m, k) for m in fetched])
+                    if bad_step is not None:
+                        checkpoints.wait()
+                        run.diverge(bad_step)
+                        continue
+                if epoch_end:
+                    run.end_epoch(step, member(k), setup, epoch_start)
+            if not any(run.live for run in runs):
+                break
+            if epoch_end:
+                epoch_start = time.perf_counter()
+            if checkpoints.due(step, total_steps):
+                run = runs[0]
+                checkpoints.save(first_replica(state), {
+                    **run.epoch_metrics.to_json(), 'resumed_at_steps': run.resumed_at,
+                    'wall_time_s': run.wall_time_s()})
+        checkpoints.wait()
+        for run in runs:
+            if run.live:
+                run.record.finish({
+                    **complete_summary(run.config, setup, run.history, num_params,
+                                       run.wall_time_s(), run.resumed_at),
+                    **lanes.complete_extra})
+    except BaseException as e:
+        checkpoints.wait()  # a checkpoint in flight is completed, not left half-written
+        for run in runs:
+            if run.live:
+                run.fail(e)
+        raise
+    finally:
+        checkpoints.close()
+    return lanes.finals(state)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState:
     """Trains, evaluates every epoch, checkpoints, and writes the run's record; returns the
     final state. A workdir holding a checkpoint of the same config resumes from it."""
     setup = prepare(config, workdir)
-    devices, local_devices, layout = setup.devices, setup.local_devices, setup.layout
-    builder, info, shards = setup.builder, setup.info, setup.shards
-    steps_per_epoch, total_steps, schedule = (setup.steps_per_epoch, setup.total_steps,
-                                              setup.schedule)
     state = initial_state(config, setup)
     checkpoints = checkpoint.Checkpoints(workdir, config.checkpoint.every_steps,
                                          config.checkpoint.keep)
@@ -267,80 +468,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> TrainState
     step = int(state.step)
     if restored:
         logging.info('resuming from the checkpoint at step %d', step)
-    record = run_record.RunRecord(workdir, writer=jax.process_index() == 0)
-    record.start(config, step if restored else None)
-    start = time.perf_counter()
-    earlier_time_s = saved['wall_time_s']
-    resumed_at = saved['resumed_at_steps'] + ([step] if restored else [])
-    history = records.read_metrics(workdir) if restored else []
-    try:
-        num_params = sum(x.size for x in jax.tree.leaves(state.params))
-        uses_batch_stats = bool(jax.tree.leaves(state.batch_stats))
-        state = jax_utils.replicate(state, local_devices)
-        p_train_step = pmapped_train_step(devices)
-        percentiles = tuple(config.diagnostics.percentiles)
-        p_signal_step = parallel.pmap(diagnostics.make_signal_step(percentiles), devices)
-        augment = data.augmentation(config.data, info)
-        batches = lambda first, last: data.train_batches(
-            shards, info, augment, config.data.crop_padding, config.batch_size, layout,
-            config.seed, first, last)
-        evaluate_all = evaluation.make_evaluator(
-            config, info, data.read_split(builder, 'test'), batches, devices, layout,
-            uses_batch_stats)
-        every = config.diagnostics.every_steps
-        progress = Progress(step, total_steps, config.batch_size, config.progress_every_steps,
-                            record)
-        epoch_metrics = EpochMetrics(step - step % steps_per_epoch + 1,
-                                     saved['epoch_losses'], saved['epoch_accuracies'])
-        train_iter = batches(step, total_steps)
-        queue = parallel.StepQueue(config.steps_in_flight)
-        epoch_start = time.perf_counter()
-        while step < total_steps:
-            batch = next(train_iter)
-            state, metrics = p_train_step(state, batch)
-            queue.add(metrics)
-            step += 1
-            epoch_metrics.add(metrics)
-            progress.after_step(step, metrics)
-            if (every and step % every == 0) or step == total_steps:
-                record.log_diagnostics(step, diagnostics.rows(
-                    step, first_replica(p_signal_step(state, batch)),
-                    first_replica(state.batch_stats), percentiles))
-            epoch_end = step % steps_per_epoch == 0
-            if epoch_end or checkpoints.due(step, total_steps):
-                bad_step = epoch_metrics.fetch()
-                if bad_step is not None:
-                    checkpoints.wait()
-                    record.finish(diverged_summary(
-                        history, epoch_metrics, bad_step,
-                        earlier_time_s + time.perf_counter() - start))
-                    logging.warning('diverged at step %d', bad_step)
-                    return unreplicate(state)
-            if epoch_end:
-                row = {'epoch': step // steps_per_epoch, 'step': step, **epoch_metrics.means(),
-                       **evaluate_all(state),
-                       'learning_rate': float(schedule(step - 1)),
-                       'epoch_time_s': time.perf_counter() - epoch_start}
-                history.append(row)
-                record.log_epoch(row)
-                logging.info('epoch %d: %s', row['epoch'],
-                             {k: round(v, 4) for k, v in row.items()})
-                epoch_metrics = EpochMetrics(step + 1)
-                epoch_start = time.perf_counter()
-            if checkpoints.due(step, total_steps):
-                checkpoints.save(first_replica(state), {
-                    **epoch_metrics.to_json(), 'resumed_at_steps': resumed_at,
-                    'wall_time_s': earlier_time_s + time.perf_counter() - start})
-        checkpoints.wait()
-        record.finish(complete_summary(config, setup, history, num_params,
-                                       earlier_time_s + time.perf_counter() - start, resumed_at))
-    except BaseException as e:
-        checkpoints.wait()  # a checkpoint in flight is completed, not left half-written
-        record.finish({'status': records.FAILED, 'error': f'{type(e).__name__}: {e}',
-                       'epochs_completed': len(history),
-                       'wall_time_s': earlier_time_s + time.perf_counter() - start,
-                       'environment': run_record.environment()})
-        raise
-    finally:
-        checkpoints.close()
-    return unreplicate(state)
+    run = Run(config, workdir, setup.feed(config), setup.steps_per_epoch, saved,
+              step if restored else None)
+    (final,) = train_runs(setup, [run], [state], Solo(setup), checkpoints, step)
+    return final

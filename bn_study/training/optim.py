@@ -1,67 +1,97 @@
-"""Optimizers, learning-rate schedules and the weight-decay mask, all from the config."""
+"""Optimizers, learning-rate schedules and the weight-decay mask, all from the config.
+
+The names live in training.catalog (OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_ON), each naming its
+function here.
+"""
 
 import ml_collections
 import optax
 from flax import traverse_util
 
-from bn_study import schema
-from bn_study.training import catalog as training_catalog
+from bn_study.training import catalog
+
+
+# Schedules after the warm-up: (schedule config, base rate, warm-up steps, steps after it,
+# steps per epoch) -> optax schedule counting from the end of the warm-up.
+
+def constant(schedule_config, learning_rate, warmup, rest, steps_per_epoch):
+    return optax.constant_schedule(learning_rate)
+
+
+def cosine(schedule_config, learning_rate, warmup, rest, steps_per_epoch):
+    return optax.cosine_decay_schedule(learning_rate, decay_steps=max(rest, 1))
+
+
+def step(schedule_config, learning_rate, warmup, rest, steps_per_epoch):
+    # Boundaries are in epochs from the start of training; the joined schedule counts
+    # from the end of warm-up, hence the shift.
+    boundaries = {int(round(e * steps_per_epoch)) - warmup: schedule_config.step_decay_factor
+                  for e in schedule_config.step_boundaries_epochs}
+    return optax.piecewise_constant_schedule(learning_rate, boundaries)
 
 
 def make_schedule(schedule_config: ml_collections.ConfigDict, learning_rate: float,
                   steps_per_epoch: int, total_steps: int) -> optax.Schedule:
     """Linear warm-up from zero, then constant, cosine to zero, or step decay."""
-    schema.check_choice('schedule.name', schedule_config.name, training_catalog.SCHEDULES)
+    after_warmup = catalog.implementation(catalog.SCHEDULES, 'schedule.name',
+                                          schedule_config.name)
     warmup = min(int(round(schedule_config.warmup_epochs * steps_per_epoch)), total_steps)
-    rest = total_steps - warmup
-    if schedule_config.name == 'constant':
-        after = optax.constant_schedule(learning_rate)
-    elif schedule_config.name == 'cosine':
-        after = optax.cosine_decay_schedule(learning_rate, decay_steps=max(rest, 1))
-    else:
-        # Boundaries are in epochs from the start of training; the joined schedule counts
-        # from the end of warm-up, hence the shift.
-        boundaries = {int(round(e * steps_per_epoch)) - warmup: schedule_config.step_decay_factor
-                      for e in schedule_config.step_boundaries_epochs}
-        after = optax.piecewise_constant_schedule(learning_rate, boundaries)
+    after = after_warmup(schedule_config, learning_rate, warmup, total_steps - warmup,
+                         steps_per_epoch)
     if warmup == 0:
         return after
     ramp = optax.linear_schedule(0.0, learning_rate, transition_steps=warmup)
     return optax.join_schedules([ramp, after], boundaries=[warmup])
 
 
-def weight_decay_mask(params, weight_decay_on: str):
-    """True where weight decay applies: by leaf role, so any model's norm params are found.
+# Weight-decay targets: (parameter path, the paths of modules holding a kernel) -> decays?
+# A module holding a 'kernel' is a conv or dense layer and its 'bias' is a layer bias;
+# a module without one is a norm layer ('scale' and/or 'bias').
 
-    A module holding a 'kernel' is a conv or dense layer and its 'bias' is a layer bias;
-    a module without one is a norm layer ('scale' and/or 'bias').
-    """
-    schema.check_choice('optimizer.weight_decay_on', weight_decay_on, training_catalog.WEIGHT_DECAY_ON)
+def decay_all(path, layer_modules) -> bool:
+    return True
+
+
+def decay_all_but_norm(path, layer_modules) -> bool:
+    return path[:-1] in layer_modules
+
+
+def decay_kernels_only(path, layer_modules) -> bool:
+    return path[-1] == 'kernel'
+
+
+def weight_decay_mask(params, weight_decay_on: str):
+    """True where weight decay applies: by leaf role, so any model's norm params are found."""
+    decays = catalog.implementation(catalog.WEIGHT_DECAY_ON, 'optimizer.weight_decay_on',
+                                    weight_decay_on)
     flat = traverse_util.flatten_dict(params)
     layer_modules = {path[:-1] for path in flat if path[-1] == 'kernel'}
+    return traverse_util.unflatten_dict({path: decays(path, layer_modules) for path in flat})
 
-    def decays(path):
-        if weight_decay_on == 'all':
-            return True
-        if weight_decay_on == 'kernels_only':
-            return path[-1] == 'kernel'
-        return path[:-1] in layer_modules  # all_but_norm
-    return traverse_util.unflatten_dict({path: decays(path) for path in flat})
+
+# Optimizers: (optimizer config, schedule, weight-decay mask) -> optax transformation.
+# Coupled L2 (sgd, adam): the decay term joins the gradient before momentum / Adam scaling,
+# as PyTorch's weight_decay and Caffe's solver do.
+
+def sgd(opt_config, schedule, mask):
+    return optax.chain(optax.add_decayed_weights(opt_config.weight_decay, mask),
+                       optax.sgd(schedule, momentum=opt_config.momentum or None,
+                                 nesterov=opt_config.nesterov))
+
+
+def adam(opt_config, schedule, mask):
+    return optax.chain(optax.add_decayed_weights(opt_config.weight_decay, mask),
+                       optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2,
+                                  eps=opt_config.eps))
+
+
+def adamw(opt_config, schedule, mask):
+    return optax.adamw(schedule, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps,
+                       weight_decay=opt_config.weight_decay, mask=mask)
 
 
 def make_optimizer(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule,
                    params) -> optax.GradientTransformation:
     """SGD or Adam with coupled L2 decay, or AdamW with decoupled decay, masked as configured."""
-    schema.check_choice('optimizer.name', opt_config.name, training_catalog.OPTIMIZERS)
-    mask = weight_decay_mask(params, opt_config.weight_decay_on)
-    if opt_config.name == 'adamw':
-        return optax.adamw(schedule, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps,
-                           weight_decay=opt_config.weight_decay, mask=mask)
-    if opt_config.name == 'sgd':
-        base = optax.sgd(schedule, momentum=opt_config.momentum or None,
-                         nesterov=opt_config.nesterov)
-    else:
-        base = optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps)
-    # Coupled L2: the decay term joins the gradient before momentum / Adam scaling,
-    # as PyTorch's weight_decay and Caffe's solver do.
-    return optax.chain(optax.add_decayed_weights(opt_config.weight_decay, mask), base)
+    build = catalog.implementation(catalog.OPTIMIZERS, 'optimizer.name', opt_config.name)
+    return build(opt_config, schedule, weight_decay_mask(params, opt_config.weight_decay_on))
