@@ -8,7 +8,6 @@ import sys
 from absl import app, flags
 from absl import logging
 
-from bn_study.training import parallel
 from bn_study import errors, schema
 
 
@@ -33,9 +32,19 @@ def define_multihost_flags() -> None:
 
 def initialize_multihost() -> None:
     """jax.distributed.initialize from the flags; before any other JAX call."""
+    from bn_study.training import parallel  # JAX: only for the scripts that train
     f = flags.FLAGS
     parallel.initialize_distributed(f.coordinator_address, f.num_processes, f.process_id,
                                     f.multihost_auto)
+
+
+def config_overrides(argv: list[str]) -> tuple[str, ...]:
+    """The --config.a=b (or --config.a b) flags of a command line, to pass to workers."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg.startswith('--config.'):
+            found.append(arg if '=' in arg or i + 1 == len(argv) else f'{arg}={argv[i + 1]}')
+    return tuple(found)
 
 
 def config_module(config_spec: str):

@@ -33,7 +33,7 @@ def test_the_plan_measures_each_device_count_the_baseline_and_the_peer():
     # The user's overrides come first, the measurement's own last: they win.
     assert two.flags == ('--config=configs/default.py', '--config.batch_size=64', '--steps=5',
                          '--config.model.bn_position=before_act', '--config.cpu_devices=2',
-                         '--config.num_devices=2', '--child=project')
+                         '--config.num_devices=2', '--kind=project')
     assert [m.kind for m in _plan(torch_peer=False, no_norm_baseline=False,
                                   vmap_seeds=3)] == ['project', 'project', 'vmap']
 
@@ -91,6 +91,48 @@ def test_the_project_figures_come_from_its_real_steps(make_config, tmp_path):
     for key in ('train_compile_s', 'eval_examples_per_s', 'pipeline_examples_per_s',
                 'peak_rss_mb'):
         assert figures[key] > 0
+
+
+def test_the_benchmark_runs_each_measurement_in_its_child_and_prints_the_ratios(tmp_path,
+                                                                               capsys):
+    """benchmark.run with the child processes replaced: each measurement's child command
+    (python -m bn_study.perf.child), rounds alternating, the table, ratios and JSON."""
+    config = default.get_config()
+    asked = []
+
+    def fake_child(measurement):
+        asked.append(measurement.flags)
+        return {'train_examples_per_s': 2000.0 if measurement.bn_position == 'none' else 1000.0,
+                'train_step_ms': 10.0, 'pipeline_examples_per_s': 8000.0, 'devices': 1}
+    out = tmp_path / 'figures.json'
+    written = benchmark.run(config, 'configs/default.py', ('--config.seed=3',), ['1'], 2, 0, 2,
+                            torch_peer=False, json_path=str(out), run_child=fake_child)
+    assert [flags[-1] for flags in asked] == ['--kind=project'] * 4
+    assert asked[0][:2] == ('--config=configs/default.py', '--config.seed=3')
+    printed = capsys.readouterr().out
+    assert 'medians of 2 rounds of 2 steps' in printed
+    assert 'bn_study before_act, 1 device: input pipeline / training step, examples/s: 8.00x' in (
+        printed)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(written))
+    assert written['medians']['bn_study none, 1 device']['rounds'] == 2
+    with pytest.raises(errors.ConfigError, match='must list device counts'):
+        benchmark.run(config, 'configs/default.py', (), ['0'], 2, 0, 1, run_child=fake_child)
+    config.data.name = 'my_tfds_set'
+    with pytest.raises(errors.ConfigError, match='the benchmark needs a catalogue dataset: '
+                                                 'mnist_5k, mnist, '):
+        benchmark.run(config, 'configs/default.py', (), ['1'], 2, 0, 1, run_child=fake_child)
+
+
+def test_a_child_command_is_the_child_module(monkeypatch):
+    plan = _plan(devices=[1], no_norm_baseline=False, torch_peer=False)
+    called = []
+
+    def fake_run(command, **kw):
+        called.append(command)
+        return subprocess.CompletedProcess(command, 1, 'FIGURES {"x": 1}\n', '')
+    monkeypatch.setattr(benchmark.subprocess, 'run', fake_run)
+    assert benchmark.run_child(plan[0]) == {'x': 1}
+    assert called == [[sys.executable, '-m', 'bn_study.perf.child', *plan[0].flags]]
 
 
 def test_the_script_prints_figures_and_writes_json(tmp_path):

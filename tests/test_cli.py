@@ -8,9 +8,16 @@ import time
 
 import pytest
 
+from bn_study import cli
 from bn_study import records
 from bn_study.studies import sweep_index
 from tests.conftest import REPO
+
+
+def test_config_overrides_pass_to_workers():
+    argv = ['sweep.py', '--config=x.py', '--config.seed', '3', '--config.num_epochs=2',
+            '--workers=2']
+    assert cli.config_overrides(argv) == ('--config.seed=3', '--config.num_epochs=2')
 
 
 def _run(script, *args):

@@ -18,6 +18,7 @@ from bn_study.analysis import claims, report_spec
 from bn_study import records
 from bn_study.analysis import results
 from bn_study.studies import declare
+from bn_study.studies import runner
 from bn_study.training import loop
 from bn_study import errors
 from bn_study import schema
@@ -63,6 +64,18 @@ def test_a_study_expands_into_valid_runs_and_checkable_claims(name, arg, tmp_pat
     assert f'configs/paper/{name}.py:cpu' in docstring and 'GPU' in docstring
 
 
+@pytest.mark.parametrize('name', STUDIES)
+def test_the_runner_loads_each_study_by_its_path_and_variant(name, tmp_path):
+    """What scripts/sweep.py does with --config=configs/paper/NAME.py:cpu: the file loaded by
+    path, its get_sweep and get_report called with the variant."""
+    module = _module(name)
+    spec = os.path.join(REPO, 'configs', 'paper', f'{name}.py:cpu')
+    base = module.get_config('cpu')
+    runs = runner.expand(runner.Study(spec, base, str(tmp_path)))
+    assert runs == declare.expand(base, module.get_sweep('cpu'), str(tmp_path))
+    assert runner.report_spec(spec) == module.get_report('cpu').to_json()
+
+
 def _get(config, key):
     for part in key.split('.'):
         config = config[part]
@@ -95,10 +108,7 @@ def test_the_scaled_down_variant_trains_a_step(name, data_dir, tmp_path):
     with (contextlib.nullcontext() if embedded
           else tfds.testing.mock_data(num_examples=2 * config.batch_size)):
         setup = loop.prepare(config, str(tmp_path / 'run'))
-    batch = next(data.train_batches(setup.shards, setup.info,
-                                    data.augmentation(config.data, setup.info),
-                                    config.data.crop_padding, config.batch_size, setup.layout,
-                                    config.seed, 0, 1))
+    batch = next(setup.feed(config).batches(0, 1))
     state = jax_utils.replicate(loop.initial_state(config, setup), setup.local_devices)
     _, metrics = loop.pmapped_train_step(setup.devices)(state, batch)
     assert np.isfinite(np.asarray(metrics['loss'])).all()

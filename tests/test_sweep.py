@@ -8,7 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from bn_study.analysis import report_spec
 from bn_study.studies import launch
+from bn_study.studies import runner
 from bn_study import records
 from bn_study.training import run_record
 from bn_study.analysis import results
@@ -194,7 +196,8 @@ def test_tpu_launcher_runs_each_run_on_every_worker_of_the_tpu_vm():
     assert command == [
         'gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'my-v4-32', '--zone', 'us-central2-b',
         '--worker=all', '--command',
-        "cd '~/bn_study' && python3 scripts/sweep.py --config=configs/seed_question.py:cpu "
+        "cd '~/bn_study' && python3 -m bn_study.studies.worker "
+        "--config=configs/seed_question.py:cpu "
         "'--sweep_dir=gs://bucket/seed question' --run=seed-0 --multihost_auto "
         '--config.num_epochs=2']
     with pytest.raises(errors.ConfigError, match='is not a gs:// bucket'):
@@ -227,14 +230,9 @@ def test_tpu_launcher_goes_on_after_a_failed_run(tmp_path, monkeypatch):
 def test_print_mode_gives_one_command_per_run():
     groups = [[declare.Run('seed-0', {}, None, '')], [declare.Run('seed-1', {}, None, '')]]
     assert launch.scheduler_commands(groups, INVOCATION, 'python') == [
-        f"python scripts/sweep.py --config=configs/seed_question.py:cpu '--sweep_dir=gs://bucket"
+        f"python -m bn_study.studies.worker --config=configs/seed_question.py:cpu "
+        f"'--sweep_dir=gs://bucket"
         f"/seed question' --run=seed-{i} --config.num_epochs=2" for i in range(2)]
-
-
-def test_config_overrides_pass_to_workers():
-    argv = ['sweep.py', '--config=x.py', '--config.seed', '3', '--config.num_epochs=2',
-            '--workers=2']
-    assert launch.config_overrides(argv) == ('--config.seed=3', '--config.num_epochs=2')
 
 
 def test_the_seed_study_expands_to_placements_by_output_norm_by_seeds(tmp_path):
@@ -246,3 +244,143 @@ def test_the_seed_study_expands_to_placements_by_output_norm_by_seeds(tmp_path):
     assert runs[3].name == 'model.bn_position-none__model.bn_on_output-True__seed-0'
     with pytest.raises(errors.ConfigError, match='no variant; choose one of'):
         seed_question.get_sweep('outputbn')
+
+
+# The runner (bn_study.studies.runner): what scripts/sweep.py and every worker do, in-process.
+STUDY = """
+from configs import default
+def get_config(arg=None):
+    config = default.get_config()
+    config.cpu_devices = 0  # this process's JAX has the test session's 4 devices
+    return config
+def get_sweep(arg=None):
+    return [{'optimizer.learning_rate': lr, 'seed': s} for lr in (0.1, 10.0) for s in (0, 1)]
+"""
+
+
+def _study(tmp_path, text=STUDY, overrides=()):
+    path = tmp_path / 'study.py'
+    path.write_text(text)
+    base = default.get_config()
+    base.cpu_devices = 0
+    return runner.Study(str(path), base, str(tmp_path / 'sweep'), tuple(overrides))
+
+
+def _fake_train(trained):
+    """Training as the tests want it: lr 10 diverges, seed 1 of lr 0.1 fails before its
+    record (raises, no summary), the rest complete; each group trained is noted."""
+    def train(group):
+        trained.append([run.name for run in group])
+        for run in group:
+            if run.config.optimizer.learning_rate == 0.1 and run.config.seed == 1:
+                raise errors.DatasetError('dataset not prepared')
+            _finish(run, **({'status': records.DIVERGED, 'diverged_at_step': 3}
+                            if run.config.optimizer.learning_rate > 1
+                            else {'status': records.COMPLETE, 'final_test_accuracy': 0.9}))
+    return train
+
+
+def test_worker_mode_trains_its_runs_records_early_failures_and_exits_1(tmp_path):
+    study = _study(tmp_path)
+    runs = runner.expand(study)
+    _finish(runs[2], status=records.COMPLETE, final_test_accuracy=0.8)  # finished meanwhile
+    trained = []
+    names = [runs[1].name, runs[2].name, runs[3].name]
+    assert runner.work(study, names, train_group=_fake_train(trained)) == 1
+    assert trained == [[runs[1].name], [runs[3].name]]  # the finished one skipped
+    assert records.read_summary(runs[1].workdir) == {
+        'status': records.FAILED, 'error': 'DatasetError: dataset not prepared'}
+    manifest = sweep_index.read_manifest(study.sweep_dir)
+    assert sorted(manifest['runs']) == sorted(names)  # the worker's runs only
+    assert manifest['report'] == report_spec.ReportSpec().to_json()  # the study has none
+    rows = {r['run']: r['status'] for r in sweep_index.read_index(study.sweep_dir)}
+    assert rows == {runs[1].name: 'failed', runs[2].name: 'complete', runs[3].name: 'diverged'}
+    with pytest.raises(errors.ConfigError, match='--run=seed-9 is not a run of this sweep'):
+        runner.work(study, ['seed-9'], train_group=_fake_train([]))
+
+
+def test_a_worker_that_is_not_process_0_trains_but_writes_nothing(tmp_path, monkeypatch):
+    import jax
+    monkeypatch.setattr(jax, 'process_index', lambda: 1)
+    study = _study(tmp_path)
+    runs = runner.expand(study)
+    trained = []
+    assert runner.work(study, [runs[0].name], train_group=lambda g: trained.append(g)) == 0
+    assert trained == [[runs[0]]] and not os.path.exists(study.sweep_dir)
+    assert runner.work(study, [runs[1].name], train_group=_fake_train([])) == 1
+    assert records.read_summary(runs[1].workdir) is None  # process 0 records it
+    assert sweep_index.read_manifest(study.sweep_dir) is None
+
+
+def test_new_seeds_are_grouped_and_resumed_runs_train_alone(tmp_path):
+    runs = declare.expand(default.get_config(), declare.product(
+        {'optimizer.learning_rate': (0.1, 0.2)}, {'seed': range(3)}), str(tmp_path))
+    planned = [(run, declare.START, 'new') for run in runs]
+    planned[1] = (runs[1], declare.RESUME, 'checkpoint at step 5')
+    planned[5] = (runs[5], declare.SKIP, 'complete')
+    names = [[run.name for run in group] for group in runner.groups(planned, 2)]
+    assert names == [[runs[0].name, runs[2].name], [runs[3].name, runs[4].name],
+                     [runs[1].name]]
+    assert [len(group) for group in runner.groups(planned, 0)] == [1] * 5
+
+
+def test_the_dry_run_says_what_each_run_would_do_and_writes_nothing(tmp_path, capsys):
+    study = _study(tmp_path)
+    runs = runner.expand(study)
+    _finish(runs[0], status=records.COMPLETE, final_test_accuracy=0.97)
+    os.makedirs(os.path.join(runs[1].workdir, 'checkpoints', '7'))
+    before = sorted(os.listdir(study.sweep_dir))
+    assert runner.sweep(study, dry_run=True) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f'skip   {runs[0].name}: complete (test accuracy 0.9700)',
+        f'resume {runs[1].name}: checkpoint at step 7',
+        f'start  {runs[2].name}: new', f'start  {runs[3].name}: new', '',
+        'would start 2, resume 1, skip 1 of 4 runs; nothing was written']
+    assert sorted(os.listdir(study.sweep_dir)) == before
+    other = declare.apply_overrides(study.base, {'batch_size': 64})
+    sweep_index.record_sweep(study.sweep_dir, other, [])
+    with pytest.raises(errors.WorkdirError, match=r'another sweep \(its base config differs '
+                                                  r'in: batch_size\)'):
+        runner.sweep(study, dry_run=True)
+
+
+def test_an_in_process_sweep_prints_the_table_and_counts_and_a_rerun_skips(tmp_path, capsys):
+    study = _study(tmp_path)
+    trained = []
+    assert runner.sweep(study, report=False, train_group=_fake_train(trained)) == 1
+    out = capsys.readouterr().out
+    assert 'Test accuracy after the last epoch, per placement' in out
+    assert (f'runs: 1 ran, 0 skipped, 2 diverged, 1 failed; index: '
+            f'{os.path.join(study.sweep_dir, "index.csv")}') in out
+    assert len(trained) == 4
+    trained.clear()  # the rerun: the failed run starts again, the rest are skipped
+    assert runner.sweep(study, report=False, train_group=_fake_train(trained)) == 1
+    assert 'runs: 0 ran, 3 skipped, 0 diverged, 1 failed' in capsys.readouterr().out
+    assert trained == [['optimizer.learning_rate-0.1__seed-1']]
+
+
+def test_the_print_launcher_gives_worker_commands_with_the_overrides_and_vmap(tmp_path,
+                                                                               capsys):
+    study = _study(tmp_path, overrides=('--config.num_epochs=2',))
+    assert runner.sweep(study, runner.Where('print', remote_python='py'), vmap_seeds=2) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f'py -m bn_study.studies.worker --config={study.config_spec} '
+        f'--sweep_dir={study.sweep_dir} --run=optimizer.learning_rate-{lr}__seed-0,'
+        f'optimizer.learning_rate-{lr}__seed-1 --vmap_seeds=2 --config.num_epochs=2'
+        for lr in ('0.1', '10.0')]
+    assert not os.path.exists(study.sweep_dir)
+
+
+def test_the_runner_refuses_what_it_cannot_run(tmp_path):
+    study = _study(tmp_path)
+    with pytest.raises(errors.ConfigError, match='--launch=tpu needs --tpu_name and '
+                                                 '--tpu_zone'):
+        runner.sweep(study, runner.Where('tpu'))
+    with pytest.raises(errors.ConfigError, match='is not a gs:// bucket'):
+        runner.sweep(study, runner.Where('tpu', tpu_name='t', tpu_zone='z'))
+    with pytest.raises(errors.ConfigError, match='no launcher; choose one of: local, tpu, '
+                                                 'print'):
+        runner.check_where(runner.Where('slurm'), study.sweep_dir)
+    plain = _study(tmp_path, 'from configs.default import get_config\n')
+    with pytest.raises(errors.ConfigError, match='defines no get_sweep\\(\\); it is no study'):
+        runner.sweep(plain)

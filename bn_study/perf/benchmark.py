@@ -2,8 +2,9 @@
 JAX starts), rounds alternating between them, medians reported, and the ratios the
 performance targets are stated in.
 
-Each measurement is scripts/benchmark.py itself with --child=KIND, printing one line
-`FIGURES {json}`; bn_study.timing (the project) and bn_study.torch_peer (PyTorch) measure.
+Each measurement is `python -m bn_study.perf.child ... --kind=KIND`, printing one line
+`FIGURES {json}`; bn_study.perf.timing (the project) and bn_study.perf.torch_peer (PyTorch)
+measure. scripts/benchmark.py is its flags and one call to `run`.
 """
 
 import dataclasses
@@ -15,8 +16,8 @@ import sys
 
 from bn_study import errors
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      'scripts', 'benchmark.py')
+# The module each measurement runs (python -m): bn_study/perf/child.py.
+CHILD = 'bn_study.perf.child'
 MARKER = 'FIGURES '
 # Figures printed per measurement, with their column headings.
 COLUMNS = (('train_examples_per_s', 'train ex/s'), ('train_step_ms', 'ms/step'),
@@ -27,7 +28,8 @@ COLUMNS = (('train_examples_per_s', 'train ex/s'), ('train_step_ms', 'ms/step'),
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """One child process: what it measures and the flags that make it do so."""
+    """One child process: what it measures and the flags (of bn_study.perf.child) that make it
+    do so."""
     label: str
     kind: str  # project | torch | vmap
     bn_position: str
@@ -50,23 +52,23 @@ def plan(config, config_spec: str, overrides: tuple[str, ...], devices: list[int
             on_devices = (*placed, f'--config.cpu_devices={n}', f'--config.num_devices={n}')
             measurements.append(Measurement(
                 f'bn_study {position}, {n} device{"s" * (n > 1)}', 'project', position, n,
-                (*on_devices, '--child=project')))
+                (*on_devices, '--kind=project')))
         if torch_peer:
             measurements.append(Measurement(f'torch eager {position}', 'torch', position, 0,
-                                            (*placed, '--child=torch')))
+                                            (*placed, '--kind=torch')))
     if vmap_seeds:
         n = devices[0]
         measurements.append(Measurement(
             f'{vmap_seeds} seeds, {n} device{"s" * (n > 1)}', 'vmap', config.model.bn_position,
             n, (*base, f'--config.cpu_devices={n}', f'--config.num_devices={n}',
-                f'--vmap_seeds={vmap_seeds}', '--child=vmap')))
+                f'--vmap_seeds={vmap_seeds}', '--kind=vmap')))
     return measurements
 
 
 def run_child(measurement: Measurement) -> dict:
     """The child's figures, or {'error': its last line of output}."""
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    done = subprocess.run([sys.executable, SCRIPT, *measurement.flags], env=env,
+    done = subprocess.run([sys.executable, '-m', CHILD, *measurement.flags], env=env,
                           capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith(MARKER):
@@ -148,3 +150,52 @@ def parse_devices(values: list[str]) -> list[int]:
         raise errors.ConfigError(f'--devices={",".join(values)} must list device counts of at '
                                   'least 1, e.g. 1,2')
     return [int(v) for v in values]
+
+
+def torch_available(config, progress=print) -> bool:
+    """Whether the PyTorch peer can measure this config here; if not, says why."""
+    from bn_study.perf import torch_peer
+    reason = torch_peer.unsupported(config)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        reason = 'torch is not installed (pip install torch==2.13.0)'
+    if reason:
+        progress(f'PyTorch peer: none ({reason})')
+    return not reason
+
+
+def run(config, config_spec: str, overrides: tuple[str, ...], devices: list[str], steps: int,
+        warmup: int, rounds: int, no_norm_baseline: bool = True, torch_peer: bool = True,
+        vmap_seeds: int = 0, json_path: str = '', run_child=run_child) -> dict:
+    """The whole benchmark (scripts/benchmark.py): every measurement of `plan` once per round
+    in a fresh child process, then the medians, the table and the ratios printed; with
+    json_path, every figure written there too. Returns what json_path gets."""
+    from bn_study import schema
+    from bn_study.training import catalog as training_catalog
+    schema.validate(config)
+    counts = parse_devices(devices)
+    if config.data.name not in training_catalog.DATASETS:
+        raise errors.ConfigError(f'config.data.name={config.data.name}: the benchmark needs a '
+                                 f'catalogue dataset: {", ".join(training_catalog.DATASETS)}')
+    common = (f'--steps={steps}', f'--warmup={warmup}',
+              # Cold compiles: the compile figures are then the real ones.
+              '--config.compilation_cache_dir=')
+    measurements = plan(config, config_spec, overrides, counts, no_norm_baseline,
+                        torch_peer and torch_available(config), vmap_seeds, common)
+    figures = side_by_side(measurements, rounds, run_child)
+    summary = {label: medians(rows) for label, rows in figures.items()}
+    first = next((s for s in summary.values() if 'platform' in s and 'device_kind' in s), {})
+    print(f'\n{config.model.name} on {config.data.name}, norm={config.norm.kind}, batch '
+          f'{config.batch_size}; {first.get("platform", "?")} ({first.get("device_kind", "?")}),'
+          f' {len(os.sched_getaffinity(0))} cores; medians of {rounds} rounds of '
+          f'{steps} steps')
+    print('\n'.join(table(measurements, summary)))
+    found = ratios(measurements, summary)
+    print('\n'.join(f'{name}: {value:.2f}x' for name, value in found.items()))
+    written = {'config': json.loads(config.to_json()), 'rounds': figures, 'medians': summary,
+               'ratios': found}
+    if json_path:
+        with open(json_path, 'w') as f:
+            json.dump(written, f, indent=2)
+    return written

@@ -1,2 +1,3 @@
-"""Studies: sweeps declared as data, expanded into runs, indexed, and launched locally, on
-TPU VMs or through a scheduler."""
+"""Studies: sweeps declared as data (declare), expanded into runs and run (runner), indexed
+(sweep_index), and launched locally, on TPU VMs or through a scheduler (launch), each worker
+being `python -m bn_study.studies.worker`."""

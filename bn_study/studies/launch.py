@@ -2,9 +2,11 @@
 processes (each pinned to its share of cores or GPUs), on every worker of a TPU VM over
 gcloud ssh, or as printed commands for another scheduler.
 
-Every worker, local or remote, is `scripts/sweep.py ... --run=NAME`: the same config file
-and sweep, reduced to one run (or one group of seeds), so what runs is always what the
-config file declares.
+Every worker, local or remote, is `python -m bn_study.studies.worker --config=...
+--sweep_dir=... --run=NAME`: the same config file and sweep, reduced to one run (or one
+group of seeds), so what runs is always what the config file declares. The package must be
+importable where a worker runs: installed (`pip install -e .`, as scripts/setup.sh does), or
+the worker started in the checkout's root, as the TPU launcher does (cd there, python -m).
 """
 
 import collections
@@ -28,7 +30,8 @@ from bn_study import errors
 
 from bn_study.paths import REPO
 
-SCRIPT = 'scripts/sweep.py'
+# The module every worker runs (python -m): bn_study/studies/worker.py.
+WORKER = 'bn_study.studies.worker'
 # Where scripts/sweep.py runs a sweep's runs.
 LAUNCHERS = ('local', 'tpu', 'print')
 OUTCOMES = ('ran', 'skipped', 'diverged', 'failed')
@@ -42,21 +45,13 @@ class Invocation:
     sweep_dir: str
     worker_flags: tuple[str, ...] = ()  # e.g. --vmap_seeds=3
 
-    def worker_args(self, names: list[str], *extra: str, script: str = SCRIPT) -> list[str]:
-        """The worker's command line after the Python; `script` relative to the repository
-        (remote commands cd there) or absolute (local workers, from any directory)."""
-        return [script, f'--config={self.config_spec}', f'--sweep_dir={self.sweep_dir}',
+    def worker_args(self, names: list[str], *extra: str) -> list[str]:
+        """The worker's command line after the Python: `-m bn_study.studies.worker` and its
+        flags (the config path as the sweep was given it: relative to the directory the
+        worker starts in)."""
+        return ['-m', WORKER, f'--config={self.config_spec}', f'--sweep_dir={self.sweep_dir}',
                 f'--run={",".join(names)}', *self.worker_flags, *extra,
                 *self.config_overrides]
-
-
-def config_overrides(argv: list[str]) -> tuple[str, ...]:
-    """The --config.a=b (or --config.a b) flags of a command line, to pass to workers."""
-    found = []
-    for i, arg in enumerate(argv):
-        if arg.startswith('--config.'):
-            found.append(arg if '=' in arg or i + 1 == len(argv) else f'{arg}={argv[i + 1]}')
-    return tuple(found)
 
 
 def outcome(run: declare.Run) -> str:
@@ -74,22 +69,32 @@ def _log_outcome(run: declare.Run, result: str, seconds: float) -> None:
     logging.info('%s: %s (%.0f s)', run.name, detail[result](), seconds)
 
 
-def run_in_process(groups: list[list[declare.Run]], sweep_dir: str, train_group) -> dict:
+def run_in_process(groups: list[list[declare.Run]], sweep_dir: str, train_group,
+                   writer: bool = True) -> dict:
     """One group after another in this process; `train_group(runs)` trains a group (one
     run, or several seeds vmapped). A failure is recorded in the run's summary by training
-    itself, logged here, and the sweep goes on."""
+    itself (or here, if it failed before its record started), logged with its traceback,
+    and the sweep goes on. This is both the in-process sweep and every worker's loop.
+
+    writer=False: another process of a multi-host run writes the records; this one only
+    trains, and counts each group that raised as failed (it may not see the records yet)."""
     counts = collections.Counter()
     for index, group in enumerate(groups, start=1):
         logging.info('[%d/%d] %s', index, len(groups), ', '.join(r.name for r in group))
         start = time.perf_counter()
+        error = None
         try:
             train_group(group)
         except Exception as e:  # training records its own failures; the sweep goes on
-            logging.error('%s: %s: %s', group[0].name, type(e).__name__, e)
-            for run in group:
-                if records.read_summary(run.workdir) is None:  # it failed before its record
-                    record_failure(run, f'{type(e).__name__}: {e}')
+            error = f'{type(e).__name__}: {e}'
+            logging.error('%s: %s', group[0].name, error, exc_info=True)
+        if not writer:
+            if error:
+                counts['failed'] += len(group)
+            continue
         for run in group:
+            if error and records.read_summary(run.workdir) is None:  # failed before its record
+                record_failure(run, error)
             counts[outcome(run)] += 1
             _log_outcome(run, outcome(run), time.perf_counter() - start)
         sweep_index.update_index(sweep_dir)
@@ -156,8 +161,7 @@ def run_workers(groups: list[list[declare.Run]], invocation: Invocation,
                     log_path = os.path.join(log_dir, f'{group[0].name}.log')
                     log = open(log_path, 'a')
                     process = subprocess.Popen(
-                        [sys.executable, *invocation.worker_args(
-                            [r.name for r in group], script=os.path.join(REPO, SCRIPT))],
+                        [sys.executable, *invocation.worker_args([r.name for r in group])],
                         cwd=os.getcwd(), stdout=log, stderr=subprocess.STDOUT,
                         env=shares.env_of(slot),
                         preexec_fn=_die_with_parent(shares.cores_of(slot)))
@@ -215,7 +219,10 @@ def remote_config_spec(config_spec: str) -> str:
 def tpu_command(invocation: Invocation, names: list[str], tpu: str, zone: str,
                 remote_repo: str, remote_python: str) -> list[str]:
     """The gcloud command that runs one group on every worker of a TPU VM, each worker a
-    process of one multi-host JAX run (jax.distributed finds the others itself)."""
+    process of one multi-host JAX run (jax.distributed finds the others itself). Each worker
+    cds into the checkout at remote_repo and starts the worker module there (python -m puts
+    that directory first on sys.path, so bn_study imports from the checkout even if it was
+    never pip-installed; remote_python needs the requirements installed)."""
     remote = dataclasses.replace(invocation,
                                  config_spec=remote_config_spec(invocation.config_spec))
     worker = shlex.join([remote_python, *remote.worker_args(names, '--multihost_auto')])
@@ -254,7 +261,9 @@ def run_on_tpu(groups: list[list[declare.Run]], invocation: Invocation, tpu: str
 def scheduler_commands(groups: list[list[declare.Run]], invocation: Invocation,
                        python: str = 'python') -> list[str]:
     """One shell command per group, for Slurm, a GPU cluster or a plain shell loop; each
-    records its run and updates the index itself."""
+    records its run and updates the index itself. Run them in the directory the config path
+    is relative to, with a `python` that imports bn_study (`pip install -e .` in the
+    checkout, or the checkout's root as the working directory)."""
     return [shlex.join([python, *invocation.worker_args([r.name for r in group])])
             for group in groups]
 
