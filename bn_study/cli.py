@@ -5,8 +5,7 @@ import logging as python_logging
 import os
 import sys
 
-from absl import app, flags
-from absl import logging
+from absl import app, flags, logging
 
 from bn_study import errors, schema
 

@@ -24,3 +24,10 @@ class WorkdirError(BnStudyError):
 
 class PeerError(BnStudyError):
     """Another process of a multi-host run failed or could not be reached."""
+
+
+def check_choice(path: str, value, choices) -> None:
+    """Raises ConfigError unless `value` is one of `choices` (a tuple, or a table's keys)."""
+    if value not in choices:
+        raise ConfigError(f'config.{path}={value!r} is not valid; choose one of: '
+                          f'{", ".join(map(str, choices))}')

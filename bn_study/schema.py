@@ -6,11 +6,22 @@ import os
 
 import ml_collections
 
-from bn_study.errors import ConfigError
-from bn_study.nn.catalog import (DTYPES, MODELS, NORM_KINDS, RESIDUAL_UNITS, RESNET_BLOCKS,
-                                 STATS_SCOPES)
-from bn_study.training.catalog import (AUGMENTATIONS, EVAL_STATS, OPTIMIZERS, SCHEDULES,
-                                       WEIGHT_DECAY_ON)
+from bn_study.errors import ConfigError, check_choice
+from bn_study.nn.catalog import (
+    DTYPES,
+    MODELS,
+    NORM_KINDS,
+    RESIDUAL_UNITS,
+    STATS_SCOPES,
+)
+from bn_study.nn.checks import check_position, resnet_units_per_stage
+from bn_study.training.catalog import (
+    AUGMENTATIONS,
+    EVAL_STATS,
+    OPTIMIZERS,
+    SCHEDULES,
+    WEIGHT_DECAY_ON,
+)
 
 # The closed-set settings of a config outside the families' own, by their dotted paths;
 # each family's own are in its catalog entry (config_choices() gives them all).
@@ -37,48 +48,11 @@ def config_choices(config: ml_collections.ConfigDict) -> dict:
     return choices
 
 
-def check_choice(path: str, value, choices) -> None:
-    """Raises ConfigError unless `value` is one of `choices` (a tuple, or a table's keys)."""
-    if value not in choices:
-        raise ConfigError(f'config.{path}={value!r} is not valid; choose one of: '
-                          f'{", ".join(map(str, choices))}')
-
-
 def _lookup(config: ml_collections.ConfigDict, path: str):
     node = config
     for key in path.split('.'):
         node = node[key]
     return node
-
-
-def check_position(model: str, bn_position: str) -> None:
-    """Raises ConfigError unless `bn_position` is one of the family's positions."""
-    valid = MODELS[model].positions
-    if bn_position not in valid:
-        raise ConfigError(f'config.model.bn_position={bn_position!r} is not valid for model '
-                          f'{model}; choose one of: {", ".join(valid)}')
-
-
-def check_family(model: str, module) -> None:
-    """Raises ConfigError unless the family's module has a valid `bn_position` and valid
-    values of the family's closed-set settings (its catalog entry's `choices`); each family
-    calls it from __post_init__."""
-    check_position(model, module.bn_position)
-    for setting, valid in MODELS[model].choices.items():
-        check_choice(f'model.{model}.{setting}', getattr(module, setting), valid)
-
-
-def resnet_units_per_stage(depth: int, block: str) -> int:
-    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck): 3 stages of n units of the block's
-    convs, plus the stem and the logits layer; raises ConfigError for other depths."""
-    layers_per_unit = len(RESNET_BLOCKS[block].kernels)
-    n, remainder = divmod(depth - 2, 3 * layers_per_unit)
-    if remainder or n < 1:
-        examples = ', '.join(str(3 * layers_per_unit * k + 2) for k in (1, 3, 9, 18))
-        raise ConfigError(
-            f'config.model.resnet.depth={depth} is not {3 * layers_per_unit}n+2 as {block} '
-            f'blocks need; choose e.g. {examples}')
-    return n
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -12,9 +12,9 @@ Time: see WORKSPACE.md, "Studies" (measured on a 2-core CPU, in one process with
 simulated devices).
 """
 
-from bn_study.studies import declare
 from bn_study import errors
 from bn_study.nn import catalog as nn_catalog
+from bn_study.studies import declare
 from configs import default
 
 

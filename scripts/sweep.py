@@ -21,8 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from bn_study import cli
-from bn_study.studies import launch
-from bn_study.studies import runner
+from bn_study.studies import launch, runner
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
                                           lock_config=True)

@@ -8,10 +8,8 @@ import sys
 
 import pytest
 
-from bn_study.perf import benchmark
-from bn_study.perf import timing
-from bn_study.perf import torch_peer
 from bn_study import errors
+from bn_study.perf import benchmark, timing, torch_peer
 from configs import default
 from tests.conftest import REPO
 

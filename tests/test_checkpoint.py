@@ -12,10 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from bn_study.training import checkpoint
-from bn_study import records
-from bn_study.training import loop
-from bn_study import errors
+from bn_study import errors, records
+from bn_study.training import checkpoint, loop
 from tests.conftest import REPO
 
 # 2 epochs of 31 steps; a checkpoint every 5 steps, so a kill lands between, during or just

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from bn_study import cli
-from bn_study import records
+from bn_study import cli, records
 from bn_study.studies import sweep_index
 from tests.conftest import REPO
 

@@ -9,9 +9,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bn_study.training import catalog
-from bn_study.training import data
 from bn_study import errors
+from bn_study.training import catalog, data
 from tests.conftest import SHARED_MNIST
 
 

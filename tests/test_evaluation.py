@@ -5,13 +5,10 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study.training import diagnostics
-from bn_study.training import evaluation
-from bn_study.nn import models
-from bn_study.training import optim
 from bn_study import records
-from bn_study.training import loop
+from bn_study.nn import models
 from bn_study.nn.norms import BATCH_AXIS
+from bn_study.training import diagnostics, evaluation, loop, optim
 from bn_study.training.parallel import first_replica
 
 

@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import errors
-from bn_study import schema
-from bn_study.nn import blocks
+from bn_study import errors, schema
+from bn_study.nn import blocks, checks, models, norms
 from bn_study.nn import catalog as nn_catalog
-from bn_study.nn import models
-from bn_study.nn import norms
-from bn_study.training import loop
-from bn_study.training import norm_record
-from bn_study.training import optim
-
+from bn_study.training import loop, norm_record, optim
 
 # ---- The toy norm kind's module: its layer and the function its table entry names --------
 
@@ -68,7 +62,7 @@ class ToyNet(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_family('toy', self)
+        checks.check_family('toy', self)
         super().__post_init__()
 
     @nn.compact

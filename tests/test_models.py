@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study.nn import models
-from bn_study import errors
+from bn_study import errors, schema
 from bn_study.nn import catalog as nn_catalog
-from bn_study import schema
+from bn_study.nn import models
 from configs import default
 
 # Small widths keep the traces fast; parameter counts below use the default widths.

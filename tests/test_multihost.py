@@ -8,9 +8,8 @@ import sys
 import jax
 import numpy as np
 
-from bn_study.training import checkpoint
 from bn_study import records
-from bn_study.training import loop
+from bn_study.training import checkpoint, loop
 from tests.conftest import REPO
 
 # 7 steps of 512: the float32 rounding of the cross-process all-reduce (gloo sums in another

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bn_study.nn import norms
 from bn_study import errors
 from bn_study.nn import catalog as nn_catalog
+from bn_study.nn import norms
 from bn_study.training import norm_record
 from configs import default
 

@@ -11,10 +11,8 @@ import optax
 import pytest
 
 from bn_study import errors
-from bn_study.nn import norms
-from bn_study.training import catalog
-from bn_study.training import optim
-from bn_study.nn import simple_cnn
+from bn_study.nn import norms, simple_cnn
+from bn_study.training import catalog, optim
 from configs import default
 
 

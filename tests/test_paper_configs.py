@@ -13,15 +13,10 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import jax_utils
 
-from bn_study.training import data
-from bn_study.analysis import claims, report_spec
-from bn_study import records
-from bn_study.analysis import results
-from bn_study.studies import declare
-from bn_study.studies import runner
-from bn_study.training import loop
-from bn_study import errors
-from bn_study import schema
+from bn_study import errors, records, schema
+from bn_study.analysis import claims, report_spec, results
+from bn_study.studies import declare, runner
+from bn_study.training import data, loop
 from tests.conftest import REPO
 
 STUDIES = sorted(os.path.basename(p)[:-3]

@@ -6,14 +6,10 @@ import os
 import pandas as pd
 import pytest
 
-from bn_study.analysis import report_spec
-from bn_study import records
+from bn_study import errors, records
+from bn_study.analysis import figures, findings, markdown, report, report_spec, stats
+from bn_study.studies import declare, sweep_index
 from bn_study.training import run_record
-from bn_study.analysis import report
-from bn_study.analysis import stats
-from bn_study.studies import declare
-from bn_study.studies import sweep_index
-from bn_study import errors
 from configs import default
 
 
@@ -49,7 +45,7 @@ def test_ranking_marks_what_cannot_be_told_apart():
     ranking = stats.rank(per)
     assert [name for name, _, _ in ranking] == ['after_act', 'before_act', 'none']
     assert ranking[1][2] == ['after_act'] and ranking[2][2] == []
-    lines = report.verdict(per)
+    lines = findings.verdict(per)
     assert lines[0].startswith('after_act and before_act are not distinguishable at this '
                                'scale: difference 0.00 points')
     # means 0.97175 and 0.905
@@ -57,7 +53,9 @@ def test_ranking_marks_what_cannot_be_told_apart():
     assert lines[1].endswith('over 4 seeds (paired t-test p=0.000).')
 
 
-def _run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
+def write_run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
+    """One run's record (two epochs, diagnostics with norm variances and percentiles, a
+    summary), written by the training code's record writer."""
     config = declare.apply_overrides(default.get_config(), overrides)
     workdir = os.path.join(sweep_dir, declare.run_name(overrides))
     record = run_record.RunRecord(workdir)
@@ -76,24 +74,33 @@ def _run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
     record.finish(summary)
 
 
-def test_a_report_from_records(tmp_path):
-    d = str(tmp_path)
+def write_study_records(d: str) -> None:
+    """A study's records, written by the training code's record writer: two placements x
+    two learning rates x 3 seeds, a diverged run, a run on another dataset, diagnostics, and
+    a published claim in sweep.json."""
     for seed, (none, after) in enumerate([(0.90, 0.95), (0.91, 0.96), (0.905, 0.955)]):
         for lr, shift in ((0.05, 0.0), (0.5, -0.02)):
-            _run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': lr, 'seed': seed},
-                 none + shift)
-            _run(d, {'model.bn_position': 'after_act', 'optimizer.learning_rate': lr,
-                     'seed': seed}, after + shift)
-    _run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': 5.0, 'seed': 0}, 0,
-         records.DIVERGED)
-    _run(d, {'data.name': 'mnist', 'seed': 0}, 0.99)  # another dataset: its own section
+            write_run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': lr,
+                          'seed': seed}, none + shift)
+            write_run(d, {'model.bn_position': 'after_act', 'optimizer.learning_rate': lr,
+                          'seed': seed}, after + shift)
+    write_run(d, {'model.bn_position': 'none', 'optimizer.learning_rate': 5.0, 'seed': 0}, 0,
+              records.DIVERGED)
+    write_run(d, {'data.name': 'mnist', 'seed': 0}, 0.99)  # another dataset: its own section
     claim = report_spec.Claim('a paper', '0.9 vs 0.8', {'model.bn_position': 'after_act'},
-                            {'model.bn_position': 'none'})
+                              {'model.bn_position': 'none'})
     sweep_index.record_sweep(d, default.get_config(), [],
                              report_spec.ReportSpec(claims=(claim,)).to_json())
+
+
+def test_a_report_from_records(tmp_path):
+    d = str(tmp_path)
+    write_study_records(d)
     os.makedirs(tmp_path / 'broken')
     (tmp_path / 'broken' / records.CONFIG_FILE).write_text('{not json')
-    text = open(report.write_report(d)).read()
+    written = report.write_report(d)
+    assert written.path == os.path.join(d, report.REPORT_FILE)
+    text = open(written.path).read()
     assert 'Skipped 1 run(s) with unreadable records: broken.' in text
     # after_act vs none at lr 0.05 and 0.5; lr 0.5 vs 0.05 for each placement.
     # ... and the claim, per dataset and learning rate (lr 5.0 and mnist: no pair to check).
@@ -120,6 +127,28 @@ def test_a_report_from_records(tmp_path):
     pngs = [f for f in os.listdir(d) if f.endswith('.png')]
     # lr figure; per lr setting and for mnist: curves and activation-input percentiles
     assert len(pngs) == 1 + 2 * (3 + 1)
+    # The outline printed after a sweep: every section title and verdict, in the report's
+    # order, as the lines of REPORT.md that carry them read.
+    shown = ('## ', '### Effect', '**Verdict.**', '**Effect.**', '**Published.**')
+    assert written.verdict_lines == [
+        line.lstrip('#* ').replace('Verdict.** ', '  ').replace('Effect.** ', '  ')
+        .replace('Published.** ', '  ') for line in text.splitlines()
+        if line.startswith(shown) or ' compared, ' in line]
+    assert written.verdict_lines[:4] == [
+        'Published results side by side', '  2 not measured, 2 agrees (of 4).',
+        'data.name=mnist, model.name=simple_cnn', 'model.bn_position compared, all runs']
+
+
+def test_every_table_has_one_form():
+    assert markdown.table(['a', 'b'], [[1, 'x'], [2.5, '-']]) == (
+        '| a | b |\n|---|---|\n| 1 | x |\n| 2.5 | - |')
+    assert markdown.table([], []) == '|  |\n|'  # a table of nothing, as reports wrote it
+    frame = pd.DataFrame([{'optimizer.learning_rate': 0.05, 'accuracy': stats.mean_interval(
+        [0.9, 0.92]), 'var': 2.0, 'missing': math.nan, 'one': stats.mean_interval([0.9]),
+        'seeds': 2}])
+    # Config values as they are, other floats to 4 decimals, intervals as intervals.
+    assert markdown.frame(frame, ['optimizer.learning_rate']).splitlines()[2] == (
+        '| 0.05 | 0.9100 [0.7829, 1.0371] | 2.0000 | - | 0.9000 (1 seed, no interval) | 2 |')
 
 
 def test_an_empty_sweep_dir_is_an_error(tmp_path):
@@ -131,11 +160,11 @@ def test_the_verdict_names_the_winner_on_the_shared_seeds():
     """a ranks first on its own 4 seeds, but on the 2 seeds both completed b is better."""
     per_option = {'a': pd.Series([0.5, 0.5, 0.99, 0.99], index=[0, 1, 2, 3]),
                   'b': pd.Series([0.6, 0.61], index=[0, 1])}
-    (line,) = report.verdict(per_option)
+    (line,) = findings.verdict(per_option)
     assert line.startswith('b beats a by 10.50 points of test accuracy, 95% CI [4.1'), line
 
 
 def test_the_percentile_figure_takes_the_last_activation_of_the_forward_pass():
     layers = ['act_conv1', 'act_conv2', 'act_fc1']  # the order diagnostics rows come in
-    assert max(layers, key=report._forward_position) == 'act_fc1'
-    assert max(['act_fc2', 'act_fc10', 'act_fc3'], key=report._forward_position) == 'act_fc10'
+    assert max(layers, key=figures.forward_position) == 'act_fc1'
+    assert max(['act_fc2', 'act_fc10', 'act_fc3'], key=figures.forward_position) == 'act_fc10'

@@ -8,15 +8,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from bn_study.analysis import report_spec
-from bn_study.studies import launch
-from bn_study.studies import runner
-from bn_study import records
+from bn_study import errors, records
+from bn_study.analysis import report_spec, results
+from bn_study.studies import declare, launch, runner, sweep_index
 from bn_study.training import run_record
-from bn_study.analysis import results
-from bn_study.studies import declare
-from bn_study.studies import sweep_index
-from bn_study import errors
 from configs import default
 
 

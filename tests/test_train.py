@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study.training import data
-from bn_study.training import evaluation
+from bn_study import errors, records
 from bn_study.nn import models
-from bn_study.training import optim
-from bn_study.training import parallel
-from bn_study import records
-from bn_study.training import loop
-from bn_study import errors
+from bn_study.training import data, evaluation, loop, optim, parallel
 
 
 def _state_and_batch(make_config, bn_position='before_act', batch=32, stats_scope='global',

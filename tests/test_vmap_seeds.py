@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from bn_study import records
+from bn_study import errors, records
 from bn_study.studies import declare
-from bn_study.training import loop
-from bn_study.training import vmap_seeds
-from bn_study import errors
+from bn_study.training import loop, vmap_seeds
 
 
 def _small(make_config, seed, eval_stats=('ema',)):

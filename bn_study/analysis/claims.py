@@ -3,12 +3,14 @@ measured paired interval, never from a hand-written sentence (report_spec declar
 
 import dataclasses
 import math
+import re
 
 import pandas as pd
 
 from bn_study import records
 from bn_study.analysis import stats
 from bn_study.analysis.report_spec import EVAL, NEVER_POOLED, Claim
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
@@ -116,17 +118,25 @@ def check(claim: Claim, runs: pd.DataFrame, held_keys: list[str]) -> list[Outcom
     return outcomes
 
 
-def outcome_row(outcome: Outcome) -> str:
-    """One markdown table row: source, claim, published, held settings, measured, verdict."""
+def tally(outcomes: list[Outcome]) -> list[tuple[str, int]]:
+    """How many outcomes reached each verdict, most frequent first; a verdict is counted by
+    its first words (after ':' or ';' come details)."""
+    return list(pd.Series([re.split('[:;]', o.verdict)[0] for o in outcomes])
+                .value_counts().items())
+
+
+COLUMNS = ('source', 'claim', 'published', 'held fixed',
+           'measured better - worse (points, 95% CI)', 'seeds', 'p', 'verdict')
+
+
+def outcome_cells(outcome: Outcome) -> list[str]:
+    """An outcome in words, one per COLUMNS: source, claim, published, held settings,
+    measured difference, seeds, p-value, verdict."""
     d = outcome.difference
     held = ', '.join(f'{k.split(".")[-1]}={v}' for k, v in outcome.held.items()) or '-'
     measured = '-' if d.n == 0 else (
         f'{d.mean * 100:+.2f}' if d.n < 2 else
         f'{d.mean * 100:+.2f} [{d.low * 100:.2f}, {d.high * 100:.2f}]')
     p = '-' if math.isnan(outcome.p_value) else f'{outcome.p_value:.3f}'
-    return (f'| {outcome.claim.source} | {outcome.claim.describe()} | {outcome.claim.published} '
-            f'| {held} | {measured} | {d.n} | {p} | {outcome.verdict} |')
-
-
-TABLE_HEADER = ('| source | claim | published | held fixed | measured better - worse (points, '
-                '95% CI) | seeds | p | verdict |\n|---|---|---|---|---|---|---|---|')
+    return [outcome.claim.source, outcome.claim.describe(), outcome.claim.published, held,
+            measured, str(d.n), p, outcome.verdict]

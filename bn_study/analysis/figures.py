@@ -1,5 +1,6 @@
 """The report's PNG figures, each drawn from run records: learning curves, accuracy against
-a swept value, and percentiles of an activation's input over training."""
+a swept value, and percentiles of an activation's input over training. Each is written into
+the report's folder under file_name(); the report links it by that name."""
 
 import os
 import re
@@ -12,6 +13,13 @@ matplotlib.use('Agg')  # files only; no display
 from matplotlib import pyplot as plt  # noqa: E402
 
 from bn_study import records
+
+
+def file_name(kind: str, *parts: str) -> str:
+    """'<kind>_<slug>.png': the parts joined by '_', every character but letters, digits,
+    '.' and '-' as '_', cut to 80 characters."""
+    text = '_'.join(parts)
+    return f'{kind}_{"".join(c if c.isalnum() or c in ".-" else "_" for c in text)[:80]}.png'
 
 
 def _save(fig, path: str, title: str) -> None:
@@ -67,6 +75,31 @@ def percentile_columns(keys) -> list[str]:
     in increasing order."""
     return sorted((k for k in keys if re.fullmatch(r'p\d+(\.\d+)?', str(k))),
                   key=lambda k: float(k[1:]))
+
+
+def forward_position(layer: str) -> tuple:
+    """Where an activation's input lies in the forward pass: plain blocks (nn/blocks.py)
+    name their layers conv1, conv2, ... then fc1, fc2, ...; diagnostics rows are sorted by
+    name, which puts act_conv2 after act_fc1."""
+    match = re.fullmatch(r'act_(conv|fc)(\d+)', layer.rsplit('/', 1)[-1])
+    return (match.group(1) == 'fc', int(match.group(2))) if match else (False, -1)
+
+
+def last_activation_percentiles(diagnostics: list[dict], runs: pd.DataFrame, compare: str,
+                                out_dir: str, title: str) -> tuple[str, str] | None:
+    """The percentiles figure (percentiles()) of the last activation in the forward pass
+    whose input has logged percentiles, from the runs' diagnostics rows: (layer, file name),
+    or None when no row has percentiles."""
+    rows = pd.DataFrame([r for r in diagnostics if percentile_columns(r)])
+    if rows.empty:
+        return None
+    layer = max(rows['layer'], key=forward_position)
+    name = file_name('percentiles', title, layer)
+    if compare not in rows:  # the compared key does not vary here
+        rows[compare] = runs[compare].iloc[0]
+    percentiles(rows[rows['layer'] == layer], compare, os.path.join(out_dir, name),
+                f'{title}; input of {layer}')
+    return layer, name
 
 
 def percentiles(rows: pd.DataFrame, compare: str, path: str, title: str) -> None:

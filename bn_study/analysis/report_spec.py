@@ -12,7 +12,8 @@ from bn_study import errors
 # beats: better > worse; no_worse: better >= worse, refuted only by an interval entirely
 # below zero, and "consistent" (not confirmed) when the interval contains zero.
 KINDS = ('beats', 'no_worse')
-EVAL = 'eval'  # a side's key naming an evaluation kind (training.catalog.EVAL_STATS), not a config key
+# A side's key naming an evaluation kind (training.catalog.EVAL_STATS), not a config key.
+EVAL = 'eval'
 NEVER_POOLED = ('data.name', 'model.name')  # runs on different ones are never compared
 
 

@@ -10,8 +10,8 @@ from typing import Callable
 import flax.linen as nn
 
 from bn_study.nn import catalog
-from bn_study.nn.pooling import max_pool_2x2
 from bn_study.nn.norms import NormFactory
+from bn_study.nn.pooling import max_pool_2x2
 
 # The collection a block sows its activations' inputs into when it is mutable (diagnostics).
 ACTIVATION_INPUTS = 'activation_inputs'

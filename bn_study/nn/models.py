@@ -4,16 +4,15 @@ factory."""
 import jax.numpy as jnp
 import ml_collections
 
-from bn_study import schema
-from bn_study.nn import catalog
-from bn_study.nn import norms
+from bn_study import errors
+from bn_study.nn import catalog, norms
 
 
 def build_model(model_config: ml_collections.ConfigDict,
                 norm_config: ml_collections.ConfigDict, num_classes: int):
     """Builds the configured model; its family's settings are config.model.<name> (a family
     without that section keeps its module's defaults)."""
-    schema.check_choice('model.name', model_config.name, catalog.MODELS)
+    errors.check_choice('model.name', model_config.name, catalog.MODELS)
     dtype = jnp.dtype(model_config.dtype)
     settings = model_config.get(model_config.name) or {}
     family = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}

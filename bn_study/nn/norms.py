@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bn_study import schema
+from bn_study import errors
 from bn_study.errors import ConfigError
 from bn_study.nn import catalog
 
@@ -229,7 +229,7 @@ class NormFactory:
 
 def make_norm(norm_config: ml_collections.ConfigDict, dtype: Any) -> NormFactory:
     """The norm factory every block of a model shares."""
-    schema.check_choice('norm.kind', norm_config.kind, catalog.NORM_KINDS)
+    errors.check_choice('norm.kind', norm_config.kind, catalog.NORM_KINDS)
     return NormFactory(
         kind=norm_config.kind, stats_scope=norm_config.stats_scope,
         ghost_batch_size=norm_config.ghost_batch_size, num_groups=norm_config.num_groups,

@@ -9,8 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study import schema
-from bn_study.nn import catalog
+from bn_study.nn import catalog, checks
 from bn_study.nn.blocks import output_layer, record
 from bn_study.nn.norms import NormFactory
 
@@ -123,15 +122,15 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_family('resnet', self)
-        schema.resnet_units_per_stage(self.depth, self.block)
+        checks.check_family('resnet', self)
+        checks.resnet_units_per_stage(self.depth, self.block)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x, train: bool):
         """Maps images [batch, H, W, C] to float32 logits; `train` selects batch statistics."""
         unit = catalog.RESIDUAL_UNITS[self.bn_position]
-        units_per_stage = schema.resnet_units_per_stage(self.depth, self.block)
+        units_per_stage = checks.resnet_units_per_stage(self.depth, self.block)
         # The first unit always pre-activates before the split, so a bare stem conv feeds
         # that unit's leading op only.
         after_stem = list(unit.stem) + [unit.middle[0]]

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study import schema
+from bn_study.nn import checks
 from bn_study.nn.blocks import output_layer, plain_block
 from bn_study.nn.norms import NormFactory
 
@@ -23,7 +23,7 @@ class SimpleCNN(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_family('simple_cnn', self)
+        checks.check_family('simple_cnn', self)
         super().__post_init__()
 
     @nn.compact

@@ -6,8 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study import schema
-from bn_study.nn import catalog
+from bn_study.nn import catalog, checks
 from bn_study.nn.blocks import output_layer, plain_block
 from bn_study.nn.norms import NormFactory
 
@@ -29,7 +28,7 @@ class VGG(nn.Module):
     dtype: Any = jnp.float32
 
     def __post_init__(self):
-        schema.check_family('vgg', self)
+        checks.check_family('vgg', self)
         super().__post_init__()
 
     @nn.compact

@@ -13,11 +13,7 @@ import time
 import jax
 from flax import jax_utils
 
-from bn_study.training import data
-from bn_study.training import evaluation
-from bn_study.training import parallel
-from bn_study.training import loop
-from bn_study.training import vmap_seeds
+from bn_study.training import data, evaluation, loop, parallel, vmap_seeds
 
 
 def _timed(fn, calls: int, in_flight: int) -> float:

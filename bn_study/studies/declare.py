@@ -21,9 +21,7 @@ import re
 import ml_collections
 from etils import epath
 
-from bn_study import records
-from bn_study import errors
-from bn_study import schema
+from bn_study import errors, records, schema
 
 # The longest run name: a directory name must stay under the filesystem's 255 bytes.
 MAX_NAME_LENGTH = 200

@@ -23,12 +23,9 @@ import time
 from absl import logging
 from etils import epath
 
-from bn_study import records
-from bn_study.studies import declare
-from bn_study.studies import sweep_index
-from bn_study import errors
-
+from bn_study import errors, records
 from bn_study.paths import REPO
+from bn_study.studies import declare, sweep_index
 
 # The module every worker runs (python -m): bn_study/studies/worker.py.
 WORKER = 'bn_study.studies.worker'

@@ -12,12 +12,9 @@ import os
 import ml_collections
 from absl import logging
 
-from bn_study import cli
-from bn_study import errors
+from bn_study import cli, errors
 from bn_study.analysis import report_spec as report_spec_lib
-from bn_study.studies import declare
-from bn_study.studies import launch
-from bn_study.studies import sweep_index
+from bn_study.studies import declare, launch, sweep_index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +106,7 @@ def work(study: Study, names: list[str], vmap_seeds: int = 0, train_group=None) 
     same launch.run_in_process as an in-process sweep; returns the exit status, 1 if one
     failed. On several hosts every process trains, and process 0 writes the records."""
     import jax
+
     from bn_study.training import parallel
     runs = declare.select(expand(study), names)
     # Before this process's first JAX computation (jax.process_index is one): a sweep's

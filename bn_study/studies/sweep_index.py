@@ -15,9 +15,7 @@ import json
 import ml_collections
 from etils import epath
 
-from bn_study import filelock
-from bn_study import records
-from bn_study import errors
+from bn_study import errors, filelock, records
 
 MANIFEST_FILE = 'sweep.json'
 INDEX_FILE = 'index.csv'

@@ -11,7 +11,9 @@ validation, the error messages and the dispatch follow from the table.
 """
 
 import dataclasses
-import importlib
+
+from bn_study import errors
+from bn_study.nn.catalog import resolve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,14 +117,12 @@ EVAL_STATS = {
 
 
 def entry(table: dict, path: str, name):
-    """table[name], or the schema's ConfigError naming config.<path> and the valid choices."""
-    from bn_study import schema  # schema imports this module
-    schema.check_choice(path, name, table)
+    """table[name], or a ConfigError naming config.<path> and the valid choices."""
+    errors.check_choice(path, name, table)
     return table[name]
 
 
 def implementation(table: dict, path: str, name):
     """The function a table's entry names, imported on first use; a name not in the table
-    raises the schema's ConfigError with the valid choices."""
-    module, _, attr = entry(table, path, name).implementation.partition(':')
-    return getattr(importlib.import_module(module), attr)
+    raises a ConfigError with the valid choices."""
+    return resolve(entry(table, path, name).implementation)

@@ -16,8 +16,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from bn_study import errors
-from bn_study import records
+from bn_study import errors, records
 
 CHECKPOINT_DIR = records.CHECKPOINT_DIR
 

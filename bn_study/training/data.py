@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bn_study import filelock
-from bn_study import errors
+from bn_study import errors, filelock
 from bn_study.training import catalog
+
 # The catalogue (one table, declared in catalog): name -> DatasetInfo.
 from bn_study.training.catalog import DATASETS, DatasetInfo
 

@@ -20,7 +20,6 @@ from bn_study.nn.blocks import ACTIVATION_INPUTS
 from bn_study.nn.norms import BATCH_AXIS
 
 
-
 def _first(sown) -> jax.Array:
     return sown[0]
 

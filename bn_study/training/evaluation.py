@@ -12,10 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bn_study.training import catalog
-from bn_study.training import data
-from bn_study.training import parallel
 from bn_study.nn.norms import BATCH_AXIS
+from bn_study.training import catalog, data, parallel
 from bn_study.training.norm_record import precise_bn_batch_count
 from bn_study.training.parallel import first_replica
 

@@ -18,18 +18,18 @@ from absl import logging
 from flax import jax_utils
 from flax.training import train_state
 
-from bn_study.training import checkpoint
-from bn_study.training import data
-from bn_study.training import diagnostics
-from bn_study.training import evaluation
-from bn_study.nn import models
-from bn_study.nn import norms
-from bn_study.training import optim
-from bn_study import records
-from bn_study.training import norm_record, run_record
-from bn_study import errors
-from bn_study import schema
-from bn_study.training import parallel
+from bn_study import errors, records, schema
+from bn_study.nn import models, norms
+from bn_study.training import (
+    checkpoint,
+    data,
+    diagnostics,
+    evaluation,
+    norm_record,
+    optim,
+    parallel,
+    run_record,
+)
 from bn_study.training.parallel import first_replica, select_devices, unreplicate
 
 BATCH_AXIS = norms.BATCH_AXIS
@@ -247,7 +247,7 @@ def complete_summary(config, setup: Setup, history: list[dict], num_params: int,
         'epochs': config.num_epochs, 'steps': setup.total_steps, 'num_params': int(num_params),
         'wall_time_s': wall_time_s, 'resumed_at_steps': resumed_at,
         'normalization': norm_record.describe(config, models.has_norm_layers(config.model),
-                                        len(setup.devices)),
+                                              len(setup.devices)),
         'environment': run_record.environment(),
     }
 

@@ -10,7 +10,6 @@ from flax import traverse_util
 
 from bn_study.training import catalog
 
-
 # Schedules after the warm-up: (schedule config, base rate, warm-up steps, steps after it,
 # steps per epoch) -> optax schedule counting from the end of the warm-up.
 

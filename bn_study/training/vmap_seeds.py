@@ -20,10 +20,8 @@ import ml_collections
 import numpy as np
 from flax import jax_utils
 
-from bn_study.training import parallel
-from bn_study import records
-from bn_study.training import loop
-from bn_study import errors
+from bn_study import errors, records
+from bn_study.training import loop, parallel
 from bn_study.training.parallel import first_replica
 
 

@@ -24,8 +24,8 @@ Variants:
 """
 
 from bn_study.analysis import report_spec
-from bn_study.studies import declare
 from bn_study.nn import catalog as nn_catalog
+from bn_study.studies import declare
 from configs import default
 from configs.paper import common
 
