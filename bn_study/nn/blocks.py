@@ -16,9 +16,6 @@ from bn_study.nn.pooling import max_pool_2x2
 # The collection a block sows its activations' inputs into when it is mutable (diagnostics).
 ACTIVATION_INPUTS = 'activation_inputs'
 
-# The order of operations inside one plain block for each placement: the placements' table.
-BLOCK_ORDER = catalog.PLAIN_POSITIONS
-
 
 def record(module: nn.Module, tag: str, x):
     """Sows `x` as the output of the op named `tag`; returns it unchanged."""
@@ -38,7 +35,7 @@ def plain_block(module: nn.Module, x, name: str, make_layer: Callable, norm: Nor
 
     `make_layer(use_bias, name)` builds the conv or dense layer of the block.
     """
-    order = [op for op in BLOCK_ORDER[bn_position] if pool or op != 'pool']
+    order = [op for op in catalog.PLAIN_POSITIONS[bn_position] if pool or op != 'pool']
     norm_follows_layer = order[1] == 'norm'
     layer = make_layer(use_bias=not (norm_follows_layer and norm.cancels_preceding_bias),
                        name=name)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from bn_study.nn.blocks import BLOCK_ORDER
+from bn_study.nn.catalog import PLAIN_POSITIONS
 
 
 def unsupported(config) -> str | None:
@@ -31,7 +31,7 @@ def _network(config, image_shape: tuple[int, int, int], num_classes: int):
     """nn.Sequential of the seed CNN in NCHW, PyTorch's own layout."""
     import torch.nn as tnn
     batch_norm = config.norm.kind == 'batch'
-    order = BLOCK_ORDER[config.model.bn_position]
+    order = PLAIN_POSITIONS[config.model.bn_position]
 
     def norm(features, dims):
         if not batch_norm:
