@@ -14,7 +14,7 @@ from bn_study.nn.catalog import (
     RESIDUAL_UNITS,
     STATS_SCOPES,
 )
-from bn_study.nn.checks import check_position, resnet_units_per_stage
+from bn_study.nn.checks import check_position, family_settings, resnet_units_per_stage
 from bn_study.training.catalog import (
     AUGMENTATIONS,
     EVAL_STATS,
@@ -57,6 +57,7 @@ def _lookup(config: ml_collections.ConfigDict, path: str):
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every closed-set value and every cross-field constraint of a training config."""
+    family_settings(config.model)
     for path, valid in config_choices(config).items():
         check_choice(path, _lookup(config, path), valid)
     check_position(config.model.name, config.model.bn_position)

@@ -137,8 +137,8 @@ def test_a_new_per_example_norm_kind_validates_builds_trains_and_is_described(
 def test_a_new_family_validates_builds_and_trains(make_config, toy_family):
     config = make_config(model__name='toy', model__bn_position='after_act',
                          schedule__warmup_epochs=0.0)
-    model = models.build_model(config.model, config.norm, num_classes=10)
-    assert (model.width, model.activation) == (16, 'relu')  # no config section: the defaults
+    with pytest.raises(errors.ConfigError, match='config.model.toy is missing'):
+        schema.validate(config)  # every setting in the config: no silent module defaults
     with config.model.unlocked():  # its settings in config.model.toy, as configs/default.py would
         config.model.toy = ml_collections.ConfigDict({'width': 8, 'activation': 'sigmoid'})
     schema.validate(config)

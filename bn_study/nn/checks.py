@@ -33,3 +33,14 @@ def resnet_units_per_stage(depth: int, block: str) -> int:
             f'config.model.resnet.depth={depth} is not {3 * layers_per_unit}n+2 as {block} '
             f'blocks need; choose e.g. {examples}')
     return n
+
+
+def family_settings(model_config) -> dict:
+    """config.model.<name>: the configured family's settings, which every family has in the
+    config (configs/default.py), so no setting falls back to a module default unseen."""
+    name = model_config.name
+    check_choice('model.name', name, MODELS)
+    if name not in model_config:
+        raise ConfigError(f'config.model.{name} is missing; every setting of the {name} family '
+                          f'belongs there (configs/default.py)')
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in model_config[name].items()}

@@ -4,18 +4,14 @@ factory."""
 import jax.numpy as jnp
 import ml_collections
 
-from bn_study import errors
-from bn_study.nn import catalog, norms
+from bn_study.nn import catalog, checks, norms
 
 
 def build_model(model_config: ml_collections.ConfigDict,
                 norm_config: ml_collections.ConfigDict, num_classes: int):
-    """Builds the configured model; its family's settings are config.model.<name> (a family
-    without that section keeps its module's defaults)."""
-    errors.check_choice('model.name', model_config.name, catalog.MODELS)
+    """Builds the configured model; its family's settings are config.model.<name>."""
+    family = checks.family_settings(model_config)
     dtype = jnp.dtype(model_config.dtype)
-    settings = model_config.get(model_config.name) or {}
-    family = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     module = catalog.resolve(catalog.MODELS[model_config.name].module)
     return module(
         norm=norms.make_norm(norm_config, dtype), bn_position=model_config.bn_position,
