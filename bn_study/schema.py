@@ -75,6 +75,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for path in positive:
         if not _lookup(config, path) > 0:
             raise ConfigError(f'config.{path}={_lookup(config, path)!r} must be positive')
+    if not 0.0 < config.data.validation_fraction < 1.0:
+        raise ConfigError(f'config.data.validation_fraction={config.data.validation_fraction!r} '
+                          'must lie strictly between 0 and 1: every run holds out a '
+                          'validation split, where choices are made')
     if not 0.0 <= config.norm.momentum < 1.0:
         raise ConfigError(f'config.norm.momentum={config.norm.momentum!r} must be in [0, 1)')
     bad = [q for q in config.diagnostics.percentiles

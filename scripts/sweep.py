@@ -43,6 +43,9 @@ _REPORT = flags.DEFINE_bool('report', True, 'Write REPORT.md and figures at the 
                             'dirs; or run scripts/report.py).')
 _REPORT_DIR = flags.DEFINE_string('report_dir', '', 'Where the report goes; default: the sweep '
                                   'dir.')
+_STAGE = flags.DEFINE_string(
+    'stage', 'all', 'Tuned studies (get_tuning): all | tuning (stage 1 only) | comparison '
+    '(stage 2, which refuses to start before stage 1 is finished).')
 _RUN = flags.DEFINE_list('run', [], 'Worker mode: train only these runs of the sweep.')
 _TPU_NAME = flags.DEFINE_string('tpu_name', '', 'tpu: the TPU VM.')
 _TPU_ZONE = flags.DEFINE_string('tpu_zone', '', "tpu: the TPU VM's zone.")
@@ -57,7 +60,8 @@ cli.define_multihost_flags()
 def main(argv):
     del argv  # absl has consumed the flags; workers get the --config.* ones from sys.argv
     study = runner.Study(config_flags.get_config_filename(flags.FLAGS['config']),
-                         _CONFIG.value, _SWEEP_DIR.value, cli.config_overrides(sys.argv))
+                         _CONFIG.value, _SWEEP_DIR.value, cli.config_overrides(sys.argv),
+                         _STAGE.value)
     where = runner.Where(_LAUNCH.value, workers=_WORKERS.value, cores_per_worker=_CORES.value,
                          gpus_per_worker=_GPUS.value, tpu_name=_TPU_NAME.value,
                          tpu_zone=_TPU_ZONE.value, remote_repo=_REMOTE_REPO.value,

@@ -44,14 +44,14 @@ def _first_batches(make_config, seed, n, local_devices=4, start=0, augment='none
                    num_shards=1, layout=None):
     builder, info = _embedded(make_config)
     layout = layout or data.Layout(local_devices=local_devices)
-    shards = data.read_train_shards(builder, num_shards, layout)
+    shards, _ = data.read_train_and_validation(builder, 0.1, num_shards, layout)
     feed = data.TrainFeed(shards, info, augment, crop_padding=4, batch_size=128, layout=layout,
                           seed=seed)
     return list(feed.batches(start, start + n))
 
 
 def test_train_batches_shape_standardisation_and_seeded_order(make_config):
-    a = _first_batches(make_config, seed=0, n=31)
+    a = _first_batches(make_config, seed=0, n=28)
     assert a[0]['image'].shape == (4, 32, 28, 28, 1) and a[0]['image'].dtype == np.float32
     assert a[0]['label'].shape == (4, 32) and a[0]['label'].dtype == np.int32
     images = np.concatenate([b['image'].reshape(-1) for b in a])
@@ -61,15 +61,16 @@ def test_train_batches_shape_standardisation_and_seeded_order(make_config):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x['image'], y['image'])
     assert not np.array_equal(a[0]['label'], c[0]['label'])
-    # One epoch (31 batches) draws 3,968 distinct examples, close to 400 per class.
+    # One epoch (28 batches) draws 3,584 distinct examples of the 3,600 training rows (360
+    # per class once the validation split holds out 40 of each class's 400).
     counts = np.bincount(np.concatenate([x['label'].ravel() for x in a]), minlength=10)
-    assert counts.sum() == 3968 and counts.max() <= 400
+    assert counts.sum() == 3584 and counts.max() <= 360
 
 
 def test_epochs_are_different_permutations(make_config):
-    batches = _first_batches(make_config, seed=0, n=62, local_devices=1)
-    first = np.concatenate([b['label'].ravel() for b in batches[:31]])
-    second = np.concatenate([b['label'].ravel() for b in batches[31:]])
+    batches = _first_batches(make_config, seed=0, n=56, local_devices=1)
+    first = np.concatenate([b['label'].ravel() for b in batches[:28]])
+    second = np.concatenate([b['label'].ravel() for b in batches[28:]])
     assert not np.array_equal(first, second)
 
 
@@ -92,13 +93,32 @@ def test_each_process_feeds_its_devices_rows_of_the_same_global_batches(make_con
             np.testing.assert_array_equal(x['label'][2 * p:2 * p + 2], y['label'])
 
 
-def test_each_process_reads_only_its_shards(make_config):
+def test_each_process_keeps_only_its_shards_of_the_training_rows(make_config):
     builder, _ = _embedded(make_config)
     images, labels = data.read_split(builder, 'train')
-    part = data.read_train_shards(builder, 4, data.Layout(1, 2, 1))
-    assert part.images.shape == (2, 1000, 28, 28, 1) and part.first_shard == 2
-    np.testing.assert_array_equal(part.images.reshape(-1, 28, 28, 1), images[2000:4000])
-    np.testing.assert_array_equal(part.labels.reshape(-1), labels[2000:4000])
+    train, _ = data.validation_rows(labels, 0.1)
+    part, _ = data.read_train_and_validation(builder, 0.1, 4, data.Layout(1, 2, 1))
+    assert part.images.shape == (2, 900, 28, 28, 1) and part.first_shard == 2
+    np.testing.assert_array_equal(part.images.reshape(-1, 28, 28, 1), images[train[1800:]])
+    np.testing.assert_array_equal(part.labels.reshape(-1), labels[train[1800:]])
+
+
+def test_the_validation_split_is_fixed_stratified_and_never_trained_on(make_config):
+    builder, _ = _embedded(make_config)
+    images, labels = data.read_split(builder, 'train')
+    train, held = data.validation_rows(labels, 0.1)
+    assert len(held) == 400 and len(train) == 3600 and not set(train) & set(held)
+    np.testing.assert_array_equal(np.bincount(labels[held]), [40] * 10)  # stratified
+    again_train, again_held = data.validation_rows(labels.copy(), 0.1)  # labels alone fix it
+    np.testing.assert_array_equal(held, again_held)
+    assert not np.array_equal(held, data.validation_rows(labels, 0.2)[1][:400])
+    # Per class, not the first or last rows in file order (the embedded file is class-sorted).
+    assert not np.array_equal(held[:40], np.flatnonzero(labels == 0)[-40:])
+    shards, (val_images, val_labels) = data.read_train_and_validation(
+        builder, 0.1, 1, data.Layout())
+    np.testing.assert_array_equal(val_labels, labels[held])
+    np.testing.assert_array_equal(val_images, images[held])
+    np.testing.assert_array_equal(shards.images.reshape(-1, 28, 28, 1), images[train])
 
 
 def test_augmentation_pads_crops_and_flips_as_configured(make_config):
@@ -123,7 +143,8 @@ def test_cifar10_under_mock_data_gets_cifar_normalization_and_augmentation(make_
     with tfds.testing.mock_data(num_examples=256):
         builder = data.load_builder(config.data)
         info = data.dataset_info(config.data, builder)
-        shards = data.read_train_shards(builder, 1, data.Layout(local_devices=2))
+        shards, _ = data.read_train_and_validation(builder, 0.1, 1,
+                                                   data.Layout(local_devices=2))
     assert info.image_shape == (32, 32, 3) and len(info.mean) == 3
     assert data.augmentation(config.data, info) == 'pad_crop_flip'
     assert data.augmentation(make_config().data, catalog.DATASETS['mnist_5k']) == 'none'
@@ -193,8 +214,9 @@ def test_official_mnist_prepares_offline_from_manual_dir(make_config, tmp_path):
     assert builder.info.splits['train'].num_examples == 60000
     assert builder.info.splits['test'].num_examples == 10000
     layout = data.Layout(local_devices=2)
-    shards = data.read_train_shards(builder, 1, layout)
-    assert shards.labels.shape == (1, 60000)
+    shards, validation = data.read_train_and_validation(builder, 0.1, 1, layout)
+    # A tenth of each class, rounded per class: 5,999 of the 60,000 in all.
+    assert shards.labels.shape == (1, 54001) and len(validation[1]) == 5999
     feed = data.TrainFeed(shards, catalog.DATASETS['mnist'], 'none', crop_padding=4,
                           batch_size=64, layout=layout, seed=0)
     batch = next(feed.batches(0, 1))

@@ -17,7 +17,7 @@ def _mlp_state(make_config, **overrides):
     config = make_config(model__name='mlp', model__mlp__hidden_features=(16, 12),
                          model__mlp__activation='relu', **overrides)
     model = models.build_model(config.model, config.norm, num_classes=10)
-    schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
+    schedule = optim.make_schedule(config.schedule, 1.0, steps_per_epoch=10, total_steps=100)
     return loop.create_train_state(model, jax.random.PRNGKey(0), (28, 28, 1),
                                     lambda p: optim.make_optimizer(config.optimizer, schedule, p))
 

@@ -95,7 +95,7 @@ def _train_one_step(config, num_devices=4, per_device=2):
     batch; returns the parameters before and after, and the step's metrics."""
     devices = jax.devices()[:num_devices]
     model = models.build_model(config.model, config.norm, num_classes=10)
-    schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
+    schedule = optim.make_schedule(config.schedule, 1.0, steps_per_epoch=10, total_steps=100)
     state = loop.create_train_state(
         model, jax.random.PRNGKey(0), (28, 28, 1),
         lambda p: optim.make_optimizer(config.optimizer, schedule, p))

@@ -59,7 +59,8 @@ def test_decay_spares_norm_params_under_all_but_norm():
     """With a zero gradient, only decayed parameters move."""
     params = _params('before_act')
     config = default.get_config().optimizer
-    config.update({'weight_decay': 0.1, 'weight_decay_on': 'all_but_norm', 'momentum': 0.0})
+    config.update({'weight_decay': 0.1, 'weight_decay_on': 'all_but_norm', 'momentum': 0.0,
+                   'learning_rate': 1.0})
     tx = optim.make_optimizer(config, optax.constant_schedule(1.0), params)
     updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
     np.testing.assert_allclose(updates['conv1']['kernel'], -0.1 * params['conv1']['kernel'])

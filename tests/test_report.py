@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bn_study import errors, records
-from bn_study.analysis import figures, findings, markdown, report, report_spec, stats
+from bn_study.analysis import answer, figures, findings, markdown, report, report_spec, stats
 from bn_study.studies import declare, sweep_index
 from bn_study.training import run_record
 from configs import default
@@ -45,12 +45,16 @@ def test_ranking_marks_what_cannot_be_told_apart():
     ranking = stats.rank(per)
     assert [name for name, _, _ in ranking] == ['after_act', 'before_act', 'none']
     assert ranking[1][2] == ['after_act'] and ranking[2][2] == []
-    lines = findings.verdict(per)
-    assert lines[0].startswith('after_act and before_act are not distinguishable at this '
-                               'scale: difference 0.00 points')
+    family = answer.Family([answer.Comparison('here', a, per[a], b, per[b])
+                            for a, b in findings.pairs(per)], margin=0.005)
+    lines = findings.verdict(per, family.within('here'))
+    # Differences (-0.001, 0.003, 0.001, -0.003): mean 0, well inside ±0.5 points.
+    assert lines[0].startswith('after_act - before_act = +0.00 points, 95% CI [')
+    assert lines[0].endswith('over 4 seeds: equivalent within ±0.50 points.')
     # means 0.97175 and 0.905
-    assert lines[1].startswith('after_act beats none by 6.67 points of test accuracy, 95% CI [')
-    assert lines[1].endswith('over 4 seeds (paired t-test p=0.000).')
+    # sd of the differences 0.003948, t(0.975, 3) = 3.182: half-width 0.63 points.
+    assert lines[1] == ('after_act - none = +6.67 points, 95% CI [6.05, 7.30] over 4 seeds: '
+                        'after_act better.')
 
 
 def write_run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
@@ -69,8 +73,8 @@ def write_run(sweep_dir, overrides, accuracy, status=records.COMPLETE):
                                  'p85': 1.0}])
     summary = {'status': status}
     if status == records.COMPLETE:
-        summary.update(final_test_accuracy=accuracy, best_test_accuracy=accuracy,
-                       final_test_loss=1 - accuracy)
+        summary.update(final_test_accuracy=accuracy, final_val_accuracy=accuracy - 0.01,
+                       selected_test_accuracy=accuracy, final_test_loss=1 - accuracy)
     record.finish(summary)
 
 
@@ -102,41 +106,50 @@ def test_a_report_from_records(tmp_path):
     assert written.path == os.path.join(d, report.REPORT_FILE)
     text = open(written.path).read()
     assert 'Skipped 1 run(s) with unreadable records: broken.' in text
-    # after_act vs none at lr 0.05 and 0.5; lr 0.5 vs 0.05 for each placement.
-    # ... and the claim, per dataset and learning rate (lr 5.0 and mnist: no pair to check).
-    assert 'This report makes 6 paired comparisons.' in text
+    # after_act vs none at lr 0.05 and 0.5; lr 0.5 vs 0.05 for each placement: one family.
+    assert 'This report decides 4 paired comparisons (runs paired by seed) as one family' in text
     assert ('| a paper | bn_position=after_act beats bn_position=none | 0.9 vs 0.8 | '
             'name=mnist_5k, learning_rate=0.05 | +5.00 [5.00, 5.00] | 3 | - | agrees |') in text
     assert '| name=mnist_5k, learning_rate=5.0 | - | 0 | - | not measured |' in text
     assert '## data.name=mnist_5k, model.name=simple_cnn' in text
     assert '## data.name=mnist, model.name=simple_cnn' in text
     assert 'One seed per option: no intervals or tests' in text  # the mnist section
-    assert ('after_act beats none by 5.00 points of test accuracy, 95% CI [5.00, 5.00], over 3 '
-            'seeds.') in text
-    assert '| after_act | 0.05 | 0.9550 [0.9426, 0.9674] |' in text  # t(0.975, 2) * 0.005 / sqrt(3)
-    assert '| none | 5.0 | - | - | - | 0 | 1 |' in text  # every seed diverged
+    # The Answer opens the report: per setting, the option no other beats, and why.
+    answer_part = text[text.index('## Answer'):text.index('## Published')]
+    assert ('- **data.name=mnist_5k, model.name=simple_cnn; optimizer.learning_rate=0.05**: '
+            'recommended **after_act**: test accuracy 0.9550 [0.9426, 0.9674] over 3 seeds.\n'
+            '  - better than: none.') in answer_part
+    assert 'optimizer.learning_rate=5.0**: fewer than two options' in answer_part
+    assert ('| after_act | none | 5.00 | [5.00, 5.00] | 3 | 0.000 | 0.000 | 1.000 | 1.000 | '
+            'after_act better |') in text
+    assert ('after_act - none = +5.00 points, 95% CI [5.00, 5.00] over 3 seeds: after_act '
+            'better.') in text
+    # t(0.975, 2) * 0.005 / sqrt(3); then the validation and validation-selected columns.
+    assert ('| after_act | 0.05 | 0.9550 [0.9426, 0.9674] | 0.9450 [0.9326, 0.9574] | '
+            '0.9550 [0.9426, 0.9674] |') in text
+    assert '| none | 5.0 | - | - | - | - | 0 | 1 |' in text  # every seed diverged
     assert '![optimizer.learning_rate](against_' in text
     assert '| none | 0.05 | norm_conv1 | 2.0000 | 1.0000 |' in text
     # The swept learning rate's effect, per placement, paired on seeds (5.0 only diverged).
     assert '### Effect of optimizer.learning_rate' in text
-    assert ('optimizer.learning_rate=0.5 instead of 0.05 (bn_position=after_act): -2.00 points '
-            'of test accuracy, 95% CI [-2.00, -2.00], over 3 seeds: distinguishable from no '
-            'change.') in text
+    assert ('optimizer.learning_rate (bn_position=after_act): 0.5 - 0.05 = -2.00 points, 95% CI '
+            '[-2.00, -2.00] over 3 seeds: 0.05 better.') in text
     assert 'optimizer.learning_rate=5.0 instead of' not in text
     assert 'Percentiles of the input of act_fc1 over training' in text
     pngs = [f for f in os.listdir(d) if f.endswith('.png')]
     # lr figure; per lr setting and for mnist: curves and activation-input percentiles
     assert len(pngs) == 1 + 2 * (3 + 1)
-    # The outline printed after a sweep: every section title and verdict, in the report's
-    # order, as the lines of REPORT.md that carry them read.
-    shown = ('## ', '### Effect', '**Verdict.**', '**Effect.**', '**Published.**')
+    # The outline printed after a sweep: the Answer's lines, then every section title and
+    # verdict, in the report's order, as the lines of REPORT.md that carry them read.
+    shown = ('## ', '### Effect', '**Verdict.**', '**Effect.**', '**Published.**', '- **',
+             '  - ')
     assert written.verdict_lines == [
         line.lstrip('#* ').replace('Verdict.** ', '  ').replace('Effect.** ', '  ')
-        .replace('Published.** ', '  ') for line in text.splitlines()
+        .replace('Published.** ', '  ') if not line.startswith(('- **', '  - ')) else
+        f'  {line.strip()}' for line in text.splitlines()
         if line.startswith(shown) or ' compared, ' in line]
-    assert written.verdict_lines[:4] == [
-        'Published results side by side', '  2 not measured, 2 agrees (of 4).',
-        'data.name=mnist, model.name=simple_cnn', 'model.bn_position compared, all runs']
+    assert written.verdict_lines[0] == 'Answer'
+    assert 'Published results side by side' in written.verdict_lines
 
 
 def test_every_table_has_one_form():
@@ -160,8 +173,11 @@ def test_the_verdict_names_the_winner_on_the_shared_seeds():
     """a ranks first on its own 4 seeds, but on the 2 seeds both completed b is better."""
     per_option = {'a': pd.Series([0.5, 0.5, 0.99, 0.99], index=[0, 1, 2, 3]),
                   'b': pd.Series([0.6, 0.61], index=[0, 1])}
-    (line,) = findings.verdict(per_option)
-    assert line.startswith('b beats a by 10.50 points of test accuracy, 95% CI [4.1'), line
+    family = answer.Family([answer.Comparison('w', 'a', per_option['a'], 'b',
+                                              per_option['b'])], margin=0.005)
+    (line,) = findings.verdict(per_option, family.within('w'))
+    assert line.startswith('a - b = -10.50 points, 95% CI [-16.'), line
+    assert line.endswith('over 2 seeds: b better.'), line
 
 
 def test_the_percentile_figure_takes_the_last_activation_of_the_forward_pass():

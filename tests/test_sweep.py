@@ -230,15 +230,22 @@ def test_print_mode_gives_one_command_per_run():
         f"/seed question' --run=seed-{i} --config.num_epochs=2" for i in range(2)]
 
 
-def test_the_seed_study_expands_to_placements_by_output_norm_by_seeds(tmp_path):
+def test_the_seed_study_tunes_each_option_then_compares_them(tmp_path):
+    from bn_study.studies import tuning
     from configs import seed_question
     base = seed_question.get_config()
-    runs = declare.expand(base, seed_question.get_sweep(), str(tmp_path))
-    assert len(runs) == 24
-    assert runs[0].name == 'model.bn_position-none__model.bn_on_output-False__seed-0'
-    assert runs[3].name == 'model.bn_position-none__model.bn_on_output-True__seed-0'
+    plan = seed_question.get_tuning()
+    tuning.check(plan)
+    runs = declare.expand(base, tuning.current_sweep(plan, str(tmp_path), 0.005), str(tmp_path))
+    assert len(runs) == 5 * 3  # stage 1 only: options x learning rates x one tuning seed
+    assert runs[0].name == ('model.bn_position-none__model.bn_on_output-False__'
+                            'optimizer.learning_rate-0.03__seed-100')
+    assert runs[-1].config.model.bn_on_output and runs[-1].config.optimizer.learning_rate == 0.3
+    decisive = seed_question.get_tuning('decisive')
+    tuning.check(decisive)
+    assert decisive.seed_looks() == (5, 10, 20) and len(decisive.tuning_seeds) == 2
     with pytest.raises(errors.ConfigError, match='no variant; choose one of'):
-        seed_question.get_sweep('outputbn')
+        seed_question.get_tuning('outputbn')
 
 
 # The runner (bn_study.studies.runner): what scripts/sweep.py and every worker do, in-process.

@@ -27,7 +27,7 @@ def _state_and_batch(make_config, bn_position='before_act', batch=32, stats_scop
     config = make_config(**overrides)
     config.model.dtype = 'float64'  # test only: nn_catalog.DTYPES does not offer it
     model = models.build_model(config.model, config.norm, num_classes=10)
-    schedule = optim.make_schedule(config.schedule, 0.1, steps_per_epoch=10, total_steps=100)
+    schedule = optim.make_schedule(config.schedule, 1.0, steps_per_epoch=10, total_steps=100)
     state = loop.create_train_state(
         model, jax.random.PRNGKey(0), (28, 28, 1),
         lambda p: optim.make_optimizer(config.optimizer, schedule, p))

@@ -70,6 +70,24 @@ def against(runs: pd.DataFrame, compare: str, axis: str, path: str, title: str) 
     _save(fig, path, title)
 
 
+def tuning_curves(table: pd.DataFrame, key: str, path: str, title: str) -> None:
+    """Mean validation accuracy against the tuned value per option (tuning.tuning_table's
+    rows); a failed point (a seed diverged) as x at 0."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for option, rows in table.groupby('option', sort=False):
+        values = np.array([point[key] for point in rows['point']], dtype=float)
+        failed = rows['failed'].to_numpy(bool)
+        line, = ax.plot(values[~failed], rows['val_accuracy'].to_numpy()[~failed], marker='o',
+                        label=str(option))
+        ax.scatter(values[failed], np.zeros(failed.sum()), marker='x', color=line.get_color())
+    ax.set_xscale('log')
+    ax.set_xlabel(key)
+    ax.set_ylabel('mean final validation accuracy')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path, title)
+
+
 def percentile_columns(keys) -> list[str]:
     """The percentile names among `keys` ('p15', 'p2.5': diagnostics.rows writes p{q:g}),
     in increasing order."""

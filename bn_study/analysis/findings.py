@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 from bn_study import records
-from bn_study.analysis import markdown, report_spec, results, stats
+from bn_study.analysis import answer, report_spec, results, stats
 
 METRICS = {'final test accuracy': 'summary.final_test_accuracy',
-           'best test accuracy': 'summary.best_test_accuracy',
+           'final validation accuracy': 'summary.final_val_accuracy',
+           'test accuracy at the epoch validation selects':
+               'summary.selected_test_accuracy',
            'final test loss': 'summary.final_test_loss'}
 LAST_EPOCHS = 3  # spread across checkpoints: the std of the last epochs' test accuracies
 
@@ -86,41 +88,30 @@ def per_option(group: pd.DataFrame, compare: str) -> dict[str, pd.Series]:
             for option, rows in _complete(group).groupby(compare)}
 
 
-def pairs(per_option: dict[str, pd.Series]) -> list[stats.Paired]:
-    """Every two options a - b, a before b in name order, paired on their shared seeds."""
+def pairs(per_option: dict[str, pd.Series]) -> list[tuple[str, str]]:
+    """Every two options (a, b), a before b in name order: the pairs a setting compares."""
     names = sorted(per_option)
-    return [stats.paired(a, per_option[a], b, per_option[b])
-            for i, a in enumerate(names) for b in names[i + 1:]]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
 
 
-def verdict(per_option: dict[str, pd.Series]) -> list[str]:
-    """Sentences comparing the best option with each other one, from the intervals."""
+def decision_sentence(d) -> str:
+    """One decided comparison (decide.Decision) in a sentence."""
+    diff = d.difference
+    measured = (f'{d.a} - {d.b} = {diff.mean * 100:+.2f} points' if diff.n < 2 else
+                f'{d.a} - {d.b} = {diff.mean * 100:+.2f} points, 95% CI '
+                f'[{diff.low * 100:.2f}, {diff.high * 100:.2f}]')
+    return f'{measured} over {diff.n} seeds: {answer.phrase(d)}.'
+
+
+def verdict(per_option: dict[str, pd.Series], decisions: list) -> list[str]:
+    """Sentences deciding the best option (by mean) against each other one."""
     if not per_option:
         return ['No run here completed; nothing to compare.']
     if len(per_option) < 2:
         return ['Only one option has complete runs here; nothing to compare.']
-    ranking = stats.rank(per_option)
-    best = ranking[0][0]
-    lines = []
-    for name, _, _ in ranking[1:]:
-        p = stats.paired(best, per_option[best], name, per_option[name])
-        d = p.difference
-        if d.n < 2:
-            lines.append(f'{best} vs {name}: {d.n} matched seed(s), too few for an interval; '
-                         f'difference {markdown.number(d.mean * 100, 2)} points.')
-        elif d.excludes_zero():
-            # The ranking's means are over each option's own seeds; on the shared seeds the
-            # lower-ranked option can be the better one.
-            winner, loser, sign = (best, name, 1) if d.mean > 0 else (name, best, -1)
-            test = '' if math.isnan(p.p_value) else f' (paired t-test p={p.p_value:.3f})'
-            low, high = sorted((sign * d.low * 100, sign * d.high * 100))
-            lines.append(f'{winner} beats {loser} by {sign * d.mean * 100:.2f} points of test '
-                         f'accuracy, 95% CI [{low:.2f}, {high:.2f}], over {d.n} seeds{test}.')
-        else:
-            lines.append(f'{best} and {name} are not distinguishable at this scale: '
-                         f'difference {d.mean * 100:.2f} points, 95% CI [{d.low * 100:.2f}, '
-                         f'{d.high * 100:.2f}], over {d.n} seeds.')
-    return lines
+    order = sorted(per_option, key=lambda k: -per_option[k].mean())
+    return [decision_sentence(answer.relation(order[0], name, decisions)[1])
+            for name in order[1:]]
 
 
 def _sorted_values(values) -> list:
@@ -148,22 +139,15 @@ def effects(section: pd.DataFrame, compare: str) -> list[dict]:
                 p = stats.paired(str(value), by_value[value], str(values[0]),
                                  by_value[values[0]])
                 rows.append({'key': key, 'from': values[0], 'to': value, 'held': fixed,
-                             'difference': p.difference, 'p_value': p.p_value})
+                             'difference': p.difference, 'p_value': p.p_value,
+                             'to_values': by_value[value], 'from_values': by_value[values[0]]})
     return rows
 
 
-def effect_sentence(row: dict) -> str:
-    """One generated sentence for a row of effects()."""
+def effect_sentence(row: dict, decision) -> str:
+    """One generated sentence for a row of effects(), with its decision."""
     held = ', '.join(f'{k.split(".")[-1]}={v}' for k, v in row['held'].items())
-    d = row['difference']
-    change = (f'{row["key"]}={row["to"]} instead of {row["from"]} ({held}): '
-              f'{d.mean * 100:+.2f} points of test accuracy')
-    if d.n < 2:
-        return f'{change}, {d.n} matched seed(s), too few for an interval.'
-    judged = ('distinguishable from no change' if d.excludes_zero()
-              else 'not distinguishable from no change at this scale')
-    return (f'{change}, 95% CI [{d.low * 100:.2f}, {d.high * 100:.2f}], over {d.n} seeds: '
-            f'{judged}.')
+    return f'{row["key"]} ({held}): {decision_sentence(decision)}'
 
 
 def diagnostics(runs: pd.DataFrame, sweep_dir: str) -> list[dict]:

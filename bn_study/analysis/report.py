@@ -15,13 +15,22 @@ import os
 import pandas as pd
 
 from bn_study import errors, records
-from bn_study.analysis import claims, figures, findings, markdown, report_spec, results, stats
-from bn_study.studies import sweep_index
+from bn_study.analysis import (
+    answer,
+    claims,
+    figures,
+    findings,
+    markdown,
+    report_spec,
+    results,
+    stats,
+    tuned_report,
+)
+from bn_study.studies import sweep_index, tuning
 
 # Plotted against when swept (and not the compared key itself).
 AXES = ('optimizer.learning_rate', 'batch_size', 'norm.ghost_batch_size')
 REPORT_FILE = 'REPORT.md'
-PAIRS_COLUMNS = ('a', 'b', 'a - b (points)', '95% CI', 'seeds', 'paired t-test p')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,29 +49,53 @@ class _Place:
     compare: str
 
 
+def _where(title: str, setting: dict) -> str:
+    return f'{title}; {findings.setting_name(setting)}'
+
+
+def _effect_where(title: str, row: dict) -> str:
+    held = ', '.join(f'{k.split(".")[-1]}={v}' for k, v in row['held'].items())
+    return f'{title}; effect of {row["key"]}; {held}'
+
+
+def comparisons(runs: pd.DataFrame, compare: str) -> list[answer.Comparison]:
+    """Every paired comparison the report makes, in the order it lays them out: each
+    setting's options pairwise, then every other swept key's effects."""
+    found = []
+    for title, section in findings.sections(runs):
+        if compare not in section:
+            continue
+        for setting, group in findings.by_setting(section, compare):
+            per_option = findings.per_option(group, compare)
+            found += [answer.Comparison(_where(title, setting), a, per_option[a], b,
+                                        per_option[b])
+                      for a, b in findings.pairs(per_option)]
+        for row in findings.effects(section, compare):
+            found.append(answer.Comparison(_effect_where(title, row), str(row['to']),
+                                           row['to_values'], str(row['from']),
+                                           row['from_values']))
+    return found
+
+
 def _options(doc: markdown.Document, place: _Place, title: str, setting: dict,
-             group: pd.DataFrame) -> int:
-    """The compared options of one setting: ranking, every pair, verdict, curves and
-    percentiles."""
+             group: pd.DataFrame, family: answer.Family) -> None:
+    """The compared options of one setting: ranking, every pair decided, verdict, curves
+    and percentiles."""
     name = findings.setting_name(setting)
     per_option = findings.per_option(group, place.compare)
+    decisions = family.within(_where(title, setting))
     doc.heading(3, f'{place.compare} compared, {name}', outline=True)
     seeds = [len(v) for v in per_option.values()]
     if seeds and max(seeds) < 2:
         doc.paragraph('One seed per option: no intervals or tests; rerun with more seeds.')
-    pairs = []
     if len(per_option) >= 2:
-        doc.paragraph('Ranking by mean final test accuracy (ties: options ranked higher whose '
-                      'paired difference interval contains zero):')
-        doc.paragraph('\n'.join(
-            f'{i}. {option}: {mean:.4f}' +
-            (f' (not distinguishable from {", ".join(ties)})' if ties else '')
-            for i, (option, mean, ties) in enumerate(stats.rank(per_option), 1)))
-        pairs = findings.pairs(per_option)
-        doc.paragraph(markdown.table(PAIRS_COLUMNS, [
-            [p.a, p.b, *markdown.points(p.difference), p.difference.n,
-             markdown.number(p.p_value, 3)] for p in pairs]))
-    doc.lead('Verdict', ' '.join(findings.verdict(per_option)))
+        doc.paragraph('Mean final test accuracy, best first:')
+        order = sorted(per_option, key=lambda o: -per_option[o].mean())
+        doc.paragraph('\n'.join(f'{i}. {option}: {per_option[option].mean():.4f}'
+                                 for i, option in enumerate(order, 1)))
+        doc.paragraph(markdown.table(answer.DECISION_COLUMNS,
+                                     map(answer.decision_cells, decisions)))
+    doc.lead('Verdict', ' '.join(findings.verdict(per_option, decisions)))
     figure = figures.file_name('curves', title, name)
     figures.curves(group, place.compare, place.sweep_dir, os.path.join(place.out_dir, figure),
                    f'{title}; {name}')
@@ -74,22 +107,23 @@ def _options(doc: markdown.Document, place: _Place, title: str, setting: dict,
         layer, figure = drawn
         doc.paragraph(f'Percentiles of the input of {layer} over training (mean over seeds):',
                       f'![percentiles]({figure})')
-    return len(pairs)
 
 
-def _effects(doc: markdown.Document, compare: str, section: pd.DataFrame) -> int:
+def _effects(doc: markdown.Document, compare: str, title: str, section: pd.DataFrame,
+             family: answer.Family) -> None:
     """Per other swept key: its values against its first, the rest held fixed."""
     found = findings.effects(section, compare)
     for key in dict.fromkeys(row['key'] for row in found):
         rows = [row for row in found if row['key'] == key]
+        decided = [family.get(_effect_where(title, row), str(row['to']), str(row['from']))
+                   for row in rows]
         doc.heading(3, f'Effect of {key}', outline=True)
         doc.paragraph(markdown.table(
-            (f'{compare} and fixed settings', 'change', *PAIRS_COLUMNS[2:]),
-            [[', '.join(f'{v}' for v in row['held'].values()), f'{row["to"]} - {row["from"]}',
-              *markdown.points(row['difference']), row['difference'].n,
-              markdown.number(row['p_value'], 3)] for row in rows]))
-        doc.lead('Effect', ' '.join(findings.effect_sentence(row) for row in rows))
-    return len(found)
+            (f'{compare} and fixed settings', *answer.DECISION_COLUMNS),
+            [[', '.join(f'{v}' for v in row['held'].values()), *answer.decision_cells(d)]
+             for row, d in zip(rows, decided)]))
+        doc.lead('Effect', ' '.join(findings.effect_sentence(row, d)
+                                    for row, d in zip(rows, decided)))
 
 
 def _claims(doc: markdown.Document, spec: report_spec.ReportSpec, runs: pd.DataFrame) -> int:
@@ -111,7 +145,7 @@ def _claims(doc: markdown.Document, spec: report_spec.ReportSpec, runs: pd.DataF
 
 
 def _section(doc: markdown.Document, place: _Place, title: str,
-             section: pd.DataFrame) -> int:
+             section: pd.DataFrame, family: answer.Family) -> None:
     """One (dataset, model): its configurations, the compared options per setting, the
     other keys' effects, accuracy against swept axes, evaluation kinds and diagnostics."""
     keys = results.configuration_keys(section)
@@ -122,10 +156,10 @@ def _section(doc: markdown.Document, place: _Place, title: str,
     doc.paragraph(markdown.frame(findings.configuration_table(section), keys))
     if place.compare not in section:
         doc.paragraph(f'No run here sets {place.compare}; nothing to compare.')
-        return 0
-    comparisons = sum(_options(doc, place, title, setting, group)
-                      for setting, group in findings.by_setting(section, place.compare))
-    comparisons += _effects(doc, place.compare, section)
+        return
+    for setting, group in findings.by_setting(section, place.compare):
+        _options(doc, place, title, setting, group, family)
+    _effects(doc, place.compare, title, section, family)
     for axis in AXES:
         if axis != place.compare and axis in keys:
             figure = figures.file_name('against', title, axis)
@@ -144,13 +178,49 @@ def _section(doc: markdown.Document, place: _Place, title: str,
     if norms is not None:
         doc.heading(3, 'Activation statistics at the last diagnosed step (mean over runs)')
         doc.paragraph(markdown.frame(norms, keys))
-    return comparisons
+
+
+def _answer(doc: markdown.Document, place: _Place, runs: pd.DataFrame,
+            family: answer.Family) -> None:
+    """The Answer for a fixed sweep: per section and setting, from the family's decisions."""
+    lines = []
+    for title, section in findings.sections(runs):
+        if place.compare not in section:
+            continue
+        for setting, group in findings.by_setting(section, place.compare):
+            per_option = findings.per_option(group, place.compare)
+            done = group[group['summary.status'] == records.COMPLETE]
+            options = {str(o): rows for o, rows in group.groupby(place.compare)}
+            lines += answer.setting_lines(
+                _where(title, setting), {o: v.mean() for o, v in per_option.items()},
+                {o: stats.mean_interval(v) for o, v in per_option.items()}, family,
+                {o: findings.count_status(rows, records.DIVERGED)
+                 for o, rows in options.items()},
+                answer.cost_ratios(place.sweep_dir, {
+                    o: list(done[done[place.compare].astype(str) == o]['run'])
+                    for o in options}))
+    doc.heading(2, 'Answer', outline=True)
+    doc.paragraph(f'Which {place.compare} to use, from the decided comparisons below (test '
+                  'accuracy after the last epoch; no setting was tuned per option in this '
+                  'study, so each comparison holds at the settings named):', '\n'.join(lines))
+    doc.outline.extend(f'  {line.strip()}' for line in lines)
+
+
+def machines(runs: pd.DataFrame) -> str:
+    """The machines the runs ran on, from their summaries' environment."""
+    columns = ['summary.environment.cpu_model', 'summary.environment.cpu_count',
+               'summary.environment.device_kind']
+    if columns[0] not in runs:
+        return 'not recorded (runs made before the environment named the CPU)'
+    found = runs[columns].dropna().drop_duplicates()
+    return '; '.join(f'{model}, {int(count)} cores (JAX devices: {kind})'
+                     for model, count, kind in found.itertuples(index=False)) or 'not recorded'
 
 
 def write_report(sweep_dir: str, out_dir: str = '') -> Report:
     """Writes REPORT.md and its figures into out_dir (default: the sweep dir). The study's
-    ReportSpec (compared key, published claims) comes from the sweep dir's sweep.json, if it
-    has one."""
+    ReportSpec (compared key, margin, published claims) comes from the sweep dir's
+    sweep.json, and a tuned study's declaration and choice from its tuning.json."""
     out_dir = out_dir or sweep_dir
     os.makedirs(out_dir, exist_ok=True)
     corrupt = []
@@ -160,23 +230,37 @@ def write_report(sweep_dir: str, out_dir: str = '') -> Report:
                                  'run a sweep into it first')
     manifest = sweep_index.read_manifest(sweep_dir) or {}
     spec = report_spec.ReportSpec.from_json(manifest.get('report'))
-    place = _Place(sweep_dir, out_dir, spec.compare)
+    state = tuning.read_state(sweep_dir)
     body = markdown.Document()
     if corrupt:
         body.paragraph(f'Skipped {len(corrupt)} run(s) with unreadable records: '
                        f'{", ".join(corrupt)}.')
-    comparisons = _claims(body, spec, runs)
-    for title, section in findings.sections(runs):
-        comparisons += _section(body, place, title, section)
+    if state is not None:
+        family = tuned_report.write(body, sweep_dir, out_dir, runs, state, spec.margin)
+        # Published claims name config values (a learning rate among them), so they are
+        # checked on every run, tuning and comparison alike, paired by seed where they meet.
+        if _claims(body, spec, runs):
+            body.paragraph('The published claims above are checked each on its own 95% '
+                           'interval, outside the family of decisions.')
+    else:
+        place = _Place(sweep_dir, out_dir, spec.compare)
+        family = answer.Family(comparisons(runs, spec.compare), spec.margin)
+        _answer(body, place, runs, family)
+        published = _claims(body, spec, runs)
+        if published:
+            body.paragraph(f'The {published} published claims above are checked each on its '
+                           'own 95% interval, outside the family of decisions below.')
+        for title, section in findings.sections(runs):
+            _section(body, place, title, section, family)
     doc = markdown.Document()
     doc.heading(1, f'Report: {os.path.normpath(sweep_dir)}')
     doc.paragraph(
         'Generated by `scripts/report.py` from the run records; every number and sentence '
         'below is computed, none is written by hand. Intervals are 95% t intervals over '
-        'seeds; comparisons pair runs with the same seed.',
-        f'This report makes {comparisons} paired comparisons. Each interval and p-value holds '
-        'for its own comparison and is not adjusted for the others: at 95%, about 1 in 20 '
-        'comparisons of equal configurations excludes zero by chance.')
+        'seeds; comparisons pair runs with the same seed. Every choice (a tuned setting, '
+        'the epoch validation selects) is made on the validation split carved from the '
+        'training split; the test split is only reported.',
+        answer.method(family), f'Machine: {machines(runs)}.')
     doc.extend(body)
     path = os.path.join(out_dir, REPORT_FILE)
     records.write_text_atomically(path, doc.text())

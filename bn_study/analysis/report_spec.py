@@ -42,20 +42,35 @@ class Claim:
         return f'{side_name(self.better)} {relation} {side_name(self.worse)}'
 
 
+# The equivalence margin a report uses unless its study declares one: 0.5 points of accuracy.
+DEFAULT_MARGIN = 0.005
+
+
 @dataclasses.dataclass(frozen=True)
 class ReportSpec:
     """How a study's report reads its runs."""
     compare: str = 'model.bn_position'  # the key whose values are ranked and paired
     claims: tuple[Claim, ...] = ()
+    # δ, in accuracy (0.005 = 0.5 points): two options whose paired difference is shown to
+    # lie within ±δ (TOST) are "equivalent within ±δ"; declared before the runs are seen.
+    margin: float = DEFAULT_MARGIN
+
+    def __post_init__(self):
+        if not (isinstance(self.margin, (int, float)) and self.margin > 0):
+            raise errors.ConfigError(f'the equivalence margin {self.margin!r} is not positive; '
+                                     'declare margin > 0 in accuracy units (0.005 is 0.5 '
+                                     'points)')
 
     def to_json(self) -> dict:
-        return {'compare': self.compare, 'claims': [dataclasses.asdict(c) for c in self.claims]}
+        return {'compare': self.compare, 'claims': [dataclasses.asdict(c) for c in self.claims],
+                'margin': self.margin}
 
     @classmethod
     def from_json(cls, data: dict | None) -> 'ReportSpec':
         if not data:
             return cls()
-        return cls(data['compare'], tuple(Claim(**c) for c in data['claims']))
+        return cls(data['compare'], tuple(Claim(**c) for c in data['claims']),
+                   data.get('margin', DEFAULT_MARGIN))
 
 
 def side_name(side: dict) -> str:

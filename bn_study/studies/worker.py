@@ -30,6 +30,7 @@ def main() -> None:
     vmap_seeds = flags.DEFINE_integer(
         'vmap_seeds', 0, 'Train up to this many runs that differ only in seed as one vmapped '
         'program (new runs only); 0: every run alone.', lower_bound=0)
+    stage = flags.DEFINE_string('stage', 'all', 'Tuned studies: the stage the runs belong to.')
     flags.mark_flags_as_required(['config', 'sweep_dir', 'run'])
     cli.define_multihost_flags()
 
@@ -37,7 +38,8 @@ def main() -> None:
         del argv  # absl has consumed the flags
         cli.initialize_multihost()  # a worker on a TPU VM: before any JAX call
         study = runner.Study(config_flags.get_config_filename(flags.FLAGS['config']),
-                             config.value, sweep_dir.value, cli.config_overrides(sys.argv))
+                             config.value, sweep_dir.value, cli.config_overrides(sys.argv),
+                             stage.value)
         sys.exit(runner.work(study, run.value, vmap_seeds.value))
 
     cli.run(work)

@@ -212,22 +212,56 @@ def augmentation(data_config: ml_collections.ConfigDict, info: DatasetInfo) -> s
     return data_config.augment
 
 
+# Splits already read in this process, by (dataset directory, split): a study's runs share
+# one process and read the same splits (about a second per run on the embedded digits).
+_READ_SPLITS: dict = {}
+
+
 def read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A whole split (or a slice such as 'train[0:100]') as uint8 images and int32 labels."""
-    ds = builder.as_dataset(split=split, shuffle_files=False)
-    ds = ds.map(lambda ex: (ex['image'], ex['label'])).batch(4096)
-    images, labels = [], []
-    for image, label in tfds.as_numpy(ds):
-        images.append(image)
-        labels.append(label)
-    return np.concatenate(images), np.concatenate(labels).astype(np.int32)
+    """A whole split (or a slice such as 'train[0:100]') as uint8 images and int32 labels.
+    Read once per process; the arrays are shared, so callers must not write to them."""
+    key = (str(builder.data_dir), split)
+    if key not in _READ_SPLITS:
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        ds = ds.map(lambda ex: (ex['image'], ex['label'])).batch(4096)
+        images, labels = [], []
+        for image, label in tfds.as_numpy(ds):
+            images.append(image)
+            labels.append(label)
+        images, labels = np.concatenate(images), np.concatenate(labels).astype(np.int32)
+        images.flags.writeable = labels.flags.writeable = False
+        _READ_SPLITS[key] = images, labels
+    return _READ_SPLITS[key]
+
+
+# The validation split is drawn from the training split by this fixed generator seed, the
+# same for every run and config seed: options compared in one study are chosen on the same
+# held-out examples.
+VALIDATION_SEED = 0
+
+
+def validation_rows(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of a training split, both in ascending order.
+
+    Stratified: from each class, round(fraction * its count) examples, drawn by a permutation
+    fixed by (VALIDATION_SEED, class), go to validation; the split depends only on the labels
+    and the fraction. Training never sees the validation rows.
+    """
+    held = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        order = np.random.default_rng([VALIDATION_SEED, int(label)]).permutation(len(rows))
+        held.append(rows[order[:int(round(fraction * len(rows)))]])
+    held = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainShards:
-    """This process's equal, contiguous shards of the training split, held in memory.
+    """This process's equal, contiguous shards of the training examples (the training split
+    less the validation rows), held in memory.
 
-    The split is cut into config.data.train_shards shards (the last N mod shards examples are
+    They are cut into config.data.train_shards shards (the last N mod shards examples are
     not used); every global batch takes batch_size / shards examples from each shard, so the
     examples in a batch, and the device they go to, do not depend on the process count.
     """
@@ -255,20 +289,26 @@ def check_sharding(num_shards: int, batch_size: int, process_count: int) -> None
             f'{num_shards}; every batch takes as many examples from each shard')
 
 
-def read_train_shards(builder, num_shards: int, layout: Layout) -> TrainShards:
-    """Reads only this process's shards (all of them in a single-process run)."""
+def read_train_and_validation(builder, validation_fraction: float, num_shards: int,
+                              layout: Layout) -> tuple[TrainShards, tuple]:
+    """This process's training shards, and the whole validation split (images, labels).
+
+    Every process reads the whole training split (the validation rows are drawn from all of
+    its labels); the datasets here fit in host memory many times over.
+    """
+    images, labels = read_split(builder, 'train')
+    train, validation = validation_rows(labels, validation_fraction)
+    shard_size = len(train) // num_shards
+    if shard_size == 0:
+        raise errors.ConfigError(
+            f'config.data.validation_fraction={validation_fraction} leaves {len(train)} '
+            f'training examples, fewer than config.data.train_shards={num_shards}')
     local = num_shards // layout.process_count
     first = layout.process_index * local
-    if layout.process_count == 1:
-        images, labels = read_split(builder, 'train')
-        shard_size = len(labels) // num_shards
-    else:
-        shard_size = builder.info.splits['train'].num_examples // num_shards
-        images, labels = read_split(
-            builder, f'train[{first * shard_size}:{(first + local) * shard_size}]')
-    keep = local * shard_size
-    return TrainShards(images[:keep].reshape(local, shard_size, *images.shape[1:]),
-                       labels[:keep].reshape(local, shard_size), first, num_shards)
+    mine = train[first * shard_size:(first + local) * shard_size]
+    shards = TrainShards(images[mine].reshape(local, shard_size, *images.shape[1:]),
+                         labels[mine].reshape(local, shard_size), first, num_shards)
+    return shards, (images[validation], labels[validation])
 
 
 def epoch_order(seed: int, epoch: int, shard: int, shard_size: int) -> np.ndarray:
@@ -379,13 +419,13 @@ class TrainFeed:
 
 def eval_batches(split: tuple[np.ndarray, np.ndarray], info: DatasetInfo, batch_size: int,
                  layout: Layout, shuffle_seed: int | None = None) -> list[dict]:
-    """The whole test split in global batches, this process's part of each, with a 'mask'
-    marking each example's one count.
+    """A whole split (validation or test) in global batches, this process's part of each,
+    with a 'mask' marking each example's one count.
 
     The last batch is completed with examples from the start of the split, masked out, so
-    that an evaluation with the test batch's own BN statistics normalizes over real images.
-    Such an evaluation needs `shuffle_seed`: a test split stored in class order (as the
-    embedded one is) would otherwise give batches of one or two classes.
+    that an evaluation with each batch's own BN statistics normalizes over real images.
+    Such an evaluation needs `shuffle_seed`: a split stored in class order (as the embedded
+    test split is) would otherwise give batches of one or two classes.
     """
     images, labels = split
     if shuffle_seed is not None:

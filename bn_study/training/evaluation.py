@@ -1,7 +1,8 @@
-"""Test-set evaluation under each kind of BN statistics: EMA, PreciseBN, the test batch's own.
+"""Validation and test evaluation under each kind of BN statistics: EMA, PreciseBN, each
+batch's own.
 
 All three evaluate the same parameters; they differ only in the statistics BatchNorm
-normalizes the test images with (config.eval.stats, catalog.EVAL_STATS, whose entries name
+normalizes the images with (config.eval.stats, catalog.EVAL_STATS, whose entries name
 the *_evaluation functions here).
 """
 
@@ -32,14 +33,14 @@ def _sums(logits, batch) -> dict:
 
 
 def eval_step(state, batch: dict) -> dict:
-    """Test sums with the statistics in state.batch_stats (running averages or PreciseBN)."""
+    """Sums with the statistics in state.batch_stats (running averages or PreciseBN)."""
     logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
                             batch['image'], train=False)
     return _sums(logits, batch)
 
 
 def batch_stats_eval_step(state, batch: dict) -> dict:
-    """Test sums with each test batch normalized by its own statistics, pooled as in training.
+    """Sums with each batch normalized by its own statistics, pooled as in training.
 
     The models have no dropout, so train=True changes only the norms; the running averages
     it would update are discarded.
@@ -86,8 +87,8 @@ def precise_batch_stats(p_batch_moments_step, state, batches, in_flight: int) ->
 
 
 def evaluate(p_step, state, batches, in_flight: int) -> dict:
-    """Test loss and accuracy over the whole (masked) test split, at most `in_flight`
-    batches dispatched and unfinished at a time."""
+    """Loss and accuracy over a whole (masked) split, at most `in_flight` batches dispatched
+    and unfinished at a time."""
     sums, queue = [], parallel.StepQueue(in_flight)
     for batch in batches:
         sums.append(p_step(state, batch))
@@ -99,13 +100,18 @@ def evaluate(p_step, state, batches, in_flight: int) -> dict:
             'accuracy': totals['correct'] / totals['count']}
 
 
+# The evaluated splits, in row order: validation (carved from the training split, where
+# every choice is made) and test (only reported).
+SPLITS = ('val', 'test')
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
     """What every evaluation kind is prepared from, once per run."""
     config: object  # the run's config
     feed: data.TrainFeed  # the run's training batches (PreciseBN's sample)
-    test_split: tuple  # (images, labels) of the whole test split
-    test: list  # the test split in config.eval.batch_size batches
+    splits: dict  # SPLITS name -> (images, labels), whole
+    batches: dict  # SPLITS name -> that split in config.eval.batch_size batches
     devices: list
     p_eval: object  # eval_step, pmapped
 
@@ -118,12 +124,18 @@ class EvalContext:
     def pmap(self, fn):
         return parallel.pmap(fn, self.devices)
 
+    def each_split(self, p_step, state, batches: dict | None = None) -> dict:
+        batches = batches or self.batches
+        return {split: evaluate(p_step, state, batches[split], self.in_flight)
+                for split in SPLITS}
 
-# Each kind in catalog.EVAL_STATS: (EvalContext) -> evaluate(state) -> {'loss', 'accuracy'}.
+
+# Each kind in catalog.EVAL_STATS: (EvalContext) -> evaluate(state) -> {split: {'loss',
+# 'accuracy'}} for every split in SPLITS, the statistics computed once for both.
 
 def ema_evaluation(ctx: EvalContext):
     """The running averages the state carries."""
-    return lambda state: evaluate(ctx.p_eval, state, ctx.test, ctx.in_flight)
+    return lambda state: ctx.each_split(ctx.p_eval, state)
 
 
 def precise_evaluation(ctx: EvalContext):
@@ -135,32 +147,36 @@ def precise_evaluation(ctx: EvalContext):
 
     def evaluate_precise(state):
         stats = precise_batch_stats(p_moments, state, precise_batches, ctx.in_flight)
-        return evaluate(ctx.p_eval, state.replace(batch_stats=stats), ctx.test, ctx.in_flight)
+        return ctx.each_split(ctx.p_eval, state.replace(batch_stats=stats))
     return evaluate_precise
 
 
 def batch_evaluation(ctx: EvalContext):
-    """Each test batch normalized by its own statistics."""
+    """Each evaluated batch normalized by its own statistics."""
     p_batch_eval = ctx.pmap(batch_stats_eval_step)
     # Normalized in batches as large as training's, over the same devices and ghosts,
-    # each a random draw of test images fixed by the seed.
-    train_sized_test = data.eval_batches(ctx.test_split, ctx.feed.info, ctx.config.batch_size,
-                                         ctx.feed.layout, shuffle_seed=ctx.config.seed)
-    return lambda state: evaluate(p_batch_eval, state, train_sized_test, ctx.in_flight)
+    # each a random draw of the split's images fixed by the seed.
+    train_sized = {split: data.eval_batches(images_labels, ctx.feed.info,
+                                            ctx.config.batch_size, ctx.feed.layout,
+                                            shuffle_seed=ctx.config.seed)
+                   for split, images_labels in ctx.splits.items()}
+    return lambda state: ctx.each_split(p_batch_eval, state, train_sized)
 
 
-def make_evaluator(config, feed: data.TrainFeed, test_split, devices: list,
+def make_evaluator(config, feed: data.TrainFeed, splits: dict, devices: list,
                    uses_batch_stats: bool):
-    """Returns evaluate_all(state) -> row entries for every kind in config.eval.stats.
+    """Returns evaluate_all(state) -> row entries for every split and every kind in
+    config.eval.stats: {split}_loss_{kind}, {split}_accuracy_{kind}.
 
-    `feed`: the run's training batches; `test_split`: (images, labels) of the whole test
-    split. The first kind is also reported as the headline test_loss and test_accuracy.
-    Without BatchNorm layers all kinds are the same computation, so it runs once.
+    `feed`: the run's training batches; `splits`: SPLITS name -> (images, labels). The first
+    kind is also reported as the headline {split}_loss and {split}_accuracy. Without
+    BatchNorm layers all kinds are the same computation, so it runs once.
     """
     kinds = tuple(config.eval.stats)
-    test = data.eval_batches(test_split, feed.info, config.eval.batch_size, feed.layout)
-    ctx = EvalContext(config, feed, test_split, test, devices,
-                      parallel.pmap(eval_step, devices))
+    batches = {split: data.eval_batches(splits[split], feed.info, config.eval.batch_size,
+                                        feed.layout) for split in SPLITS}
+    ctx = EvalContext(config, feed, {split: splits[split] for split in SPLITS}, batches,
+                      devices, parallel.pmap(eval_step, devices))
     if uses_batch_stats:
         evaluations = {kind: catalog.implementation(catalog.EVAL_STATS, 'eval.stats', kind)(ctx)
                        for kind in kinds}
@@ -174,10 +190,12 @@ def make_evaluator(config, feed: data.TrainFeed, test_split, devices: list,
                 results[kind] = evaluations[kind](state)
             else:
                 results[kind] = results[kinds[0]]
-        row = {'test_loss': results[kinds[0]]['loss'],
-               'test_accuracy': results[kinds[0]]['accuracy']}
-        for kind, result in results.items():
-            row[f'test_loss_{kind}'] = result['loss']
-            row[f'test_accuracy_{kind}'] = result['accuracy']
+        row = {}
+        for split in SPLITS:
+            row[f'{split}_loss'] = results[kinds[0]][split]['loss']
+            row[f'{split}_accuracy'] = results[kinds[0]][split]['accuracy']
+            for kind, result in results.items():
+                row[f'{split}_loss_{kind}'] = result[split]['loss']
+                row[f'{split}_accuracy_{kind}'] = result[split]['accuracy']
         return row
     return evaluate_all

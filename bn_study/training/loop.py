@@ -89,15 +89,20 @@ def _check_model_builds(model, image_shape) -> None:
 
 
 def _final_summary(config, history: list[dict]) -> dict:
-    """Final and best test metrics, for the headline and for every evaluation kind."""
+    """Final metrics, and the epoch validation selects, for the headline and every
+    evaluation kind. The selected epoch is the first with the highest validation accuracy;
+    its test accuracy is reported, never used to choose (there is no best-on-test figure)."""
     summary = {'final_train_loss': history[-1]['train_loss'],
                'final_train_accuracy': history[-1]['train_accuracy']}
     for suffix in ['', *(f'_{kind}' for kind in config.eval.stats)]:
-        best = max(history, key=lambda r: r[f'test_accuracy{suffix}'])
-        summary[f'final_test_accuracy{suffix}'] = history[-1][f'test_accuracy{suffix}']
-        summary[f'final_test_loss{suffix}'] = history[-1][f'test_loss{suffix}']
-        summary[f'best_test_accuracy{suffix}'] = best[f'test_accuracy{suffix}']
-        summary[f'best_epoch{suffix}'] = best['epoch']
+        for split in evaluation.SPLITS:
+            for metric in ('accuracy', 'loss'):
+                name = f'{split}_{metric}{suffix}'
+                summary[f'final_{name}'] = history[-1][name]
+        selected = max(history, key=lambda r: r[f'val_accuracy{suffix}'])
+        summary[f'selected_epoch{suffix}'] = selected['epoch']
+        summary[f'selected_val_accuracy{suffix}'] = selected[f'val_accuracy{suffix}']
+        summary[f'selected_test_accuracy{suffix}'] = selected[f'test_accuracy{suffix}']
     return summary
 
 
@@ -183,7 +188,7 @@ def diverged_summary(history, epoch_metrics: EpochMetrics, bad_step: int,
 # The run's progress as checkpoints carry it (EpochMetrics.to_json plus the run's history);
 # a run with no checkpoint starts from this.
 FRESH_PROGRESS = {'epoch_losses': [], 'epoch_accuracies': [], 'resumed_at_steps': [],
-                  'wall_time_s': 0.0}
+                  'wall_time_s': 0.0, 'initial_val_loss': None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,10 +200,12 @@ class Setup:
     builder: Any
     info: data.DatasetInfo
     shards: data.TrainShards
+    validation: tuple  # (images, labels): the validation rows, carved from the training split
     steps_per_epoch: int
     total_steps: int
     model: Any
-    schedule: Any
+    schedule: Any  # the learning rate at each step (logged)
+    shape: Any  # the same schedule at a peak of 1: optim.make_optimizer's `shape`
 
     def feed(self, config: ml_collections.ConfigDict) -> data.TrainFeed:
         """The training batches of `config` (this setup's config, or a seed group member's)."""
@@ -218,7 +225,8 @@ def prepare(config: ml_collections.ConfigDict, workdir) -> Setup:
     records.check_resumable(workdir, config)  # before a dataset download could start
     builder = parallel.process_zero_first(lambda: data.load_builder(config.data))
     info = data.dataset_info(config.data, builder)
-    shards = data.read_train_shards(builder, config.data.train_shards, layout)
+    shards, validation = data.read_train_and_validation(
+        builder, config.data.validation_fraction, config.data.train_shards, layout)
     steps_per_epoch = shards.steps_per_epoch(config.batch_size)
     if steps_per_epoch == 0:
         raise errors.ConfigError(
@@ -229,22 +237,27 @@ def prepare(config: ml_collections.ConfigDict, workdir) -> Setup:
     _check_model_builds(model, info.image_shape)
     schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
                                    steps_per_epoch, total_steps)
-    return Setup(devices, local_devices, layout, builder, info, shards, steps_per_epoch,
-                 total_steps, model, schedule)
+    shape = optim.make_schedule(config.schedule, 1.0, steps_per_epoch, total_steps)
+    return Setup(devices, local_devices, layout, builder, info, shards, validation,
+                 steps_per_epoch, total_steps, model, schedule, shape)
 
 
 def initial_state(config: ml_collections.ConfigDict, setup: Setup) -> TrainState:
     return create_train_state(
         setup.model, jax.random.PRNGKey(config.seed), setup.info.image_shape,
-        lambda params: optim.make_optimizer(config.optimizer, setup.schedule, params))
+        lambda params: optim.make_optimizer(config.optimizer, setup.shape, params))
 
 
 def complete_summary(config, setup: Setup, history: list[dict], num_params: int,
-                     wall_time_s: float, resumed_at: list[int]) -> dict:
+                     wall_time_s: float, resumed_at: list[int],
+                     initial_val_loss: float | None) -> dict:
     """The summary of a run that finished every step."""
     return {
-        'status': records.COMPLETE, **_final_summary(config, history),
+        'status': records.COMPLETE, 'initial_val_loss': initial_val_loss,
+        **_final_summary(config, history),
         'epochs': config.num_epochs, 'steps': setup.total_steps, 'num_params': int(num_params),
+        'train_examples': int(setup.shards.labels.size * setup.layout.process_count),
+        'validation_examples': len(setup.validation[1]),
         'wall_time_s': wall_time_s, 'resumed_at_steps': resumed_at,
         'normalization': norm_record.describe(config, models.has_norm_layers(config.model),
                                               len(setup.devices)),
@@ -266,6 +279,9 @@ class Run:
         self.resume_step = resume_step
         self.record = run_record.RunRecord(workdir, writer=jax.process_index() == 0)
         self.earlier_time_s = saved['wall_time_s']
+        # The validation loss before the first step: the loss a diverged rate counts as in
+        # Wortsman et al.'s learning-rate sensitivity (analysis/decide.py).
+        self.initial_val_loss = saved.get('initial_val_loss')
         step = resume_step or 0
         self.resumed_at = saved['resumed_at_steps'] + ([step] if resume_step is not None else [])
         # The rows up to the checkpoint: the record keeps those (RunRecord.start) and the
@@ -282,8 +298,9 @@ class Run:
         return self.earlier_time_s + time.perf_counter() - self.started
 
     def diverge(self, bad_step: int) -> None:
-        self.record.finish(diverged_summary(self.history, self.epoch_metrics, bad_step,
-                                            self.wall_time_s()))
+        self.record.finish({**diverged_summary(self.history, self.epoch_metrics, bad_step,
+                                               self.wall_time_s()),
+                            'initial_val_loss': self.initial_val_loss})
         self.live = False
         logging.warning('seed %d diverged at step %d', self.config.seed, bad_step)
 
@@ -387,10 +404,14 @@ def train_runs(setup: Setup, runs: list[Run], states: list, lanes,
         p_train_step = lanes.step()
         percentiles = tuple(config.diagnostics.percentiles)
         p_signal_step = parallel.pmap(diagnostics.make_signal_step(percentiles), setup.devices)
-        test_split = data.read_split(setup.builder, 'test')
+        splits = {'val': setup.validation, 'test': data.read_split(setup.builder, 'test')}
         for run in runs:
-            run.evaluate_all = evaluation.make_evaluator(run.config, run.feed, test_split,
+            run.evaluate_all = evaluation.make_evaluator(run.config, run.feed, splits,
                                                          setup.devices, uses_batch_stats)
+        if first_step == 0:
+            member = lanes.members(state)
+            for k, run in enumerate(runs):
+                run.initial_val_loss = run.evaluate_all(member(k))['val_loss']
         every = config.diagnostics.every_steps
         step = first_step
         progress = Progress(step, total_steps, config.batch_size,
@@ -437,13 +458,14 @@ def train_runs(setup: Setup, runs: list[Run], states: list, lanes,
                 run = runs[0]
                 checkpoints.save(first_replica(state), {
                     **run.epoch_metrics.to_json(), 'resumed_at_steps': run.resumed_at,
-                    'wall_time_s': run.wall_time_s()})
+                    'wall_time_s': run.wall_time_s(), 'initial_val_loss': run.initial_val_loss})
         checkpoints.wait()
         for run in runs:
             if run.live:
                 run.record.finish({
                     **complete_summary(run.config, setup, run.history, num_params,
-                                       run.wall_time_s(), run.resumed_at),
+                                       run.wall_time_s(), run.resumed_at,
+                                       run.initial_val_loss),
                     **lanes.complete_extra})
     except BaseException as e:
         checkpoints.wait()  # a checkpoint in flight is completed, not left half-written

@@ -89,8 +89,18 @@ def adamw(opt_config, schedule, mask):
                        weight_decay=opt_config.weight_decay, mask=mask)
 
 
-def make_optimizer(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule,
+def make_optimizer(opt_config: ml_collections.ConfigDict, shape: optax.Schedule,
                    params) -> optax.GradientTransformation:
-    """SGD or Adam with coupled L2 decay, or AdamW with decoupled decay, masked as configured."""
+    """SGD or Adam with coupled L2 decay, or AdamW with decoupled decay, masked as configured.
+
+    The rate at step t is opt_config.learning_rate * shape(t): `shape` is the schedule at a
+    peak of 1 (make_schedule(..., 1.0, ...)). The peak rate is a hyperparameter held in the
+    optimizer state (optax.inject_hyperparams), not a constant of the compiled step, so runs
+    that differ only in their rate (a study's tuning grid) share one compiled program.
+    """
     build = catalog.implementation(catalog.OPTIMIZERS, 'optimizer.name', opt_config.name)
-    return build(opt_config, schedule, weight_decay_mask(params, opt_config.weight_decay_on))
+    mask = weight_decay_mask(params, opt_config.weight_decay_on)
+
+    def at_peak(peak_learning_rate):
+        return build(opt_config, lambda count: peak_learning_rate * shape(count), mask)
+    return optax.inject_hyperparams(at_peak)(peak_learning_rate=opt_config.learning_rate)

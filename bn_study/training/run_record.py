@@ -3,6 +3,7 @@ events beside the JSON files."""
 
 import json
 import os
+import platform
 
 import flax
 import jax
@@ -13,10 +14,24 @@ from flax.metrics import tensorboard
 from bn_study import records
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (Linux's /proc/cpuinfo; else what platform says)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
-    """Versions and hardware that a result depends on."""
+    """Versions and hardware that a result depends on (reports name the machine from it)."""
     return {'jax': jax.__version__, 'flax': flax.__version__, 'git_commit': records.git_commit(),
-            'backend': jax.default_backend(), 'process_count': jax.process_count()}
+            'backend': jax.default_backend(), 'process_count': jax.process_count(),
+            'device_kind': jax.devices()[0].device_kind, 'cpu_model': cpu_model(),
+            'cpu_count': os.cpu_count()}
 
 
 class RunRecord:
