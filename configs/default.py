@@ -126,8 +126,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The validation split: this fraction of each class of the training split, drawn once by
     # a fixed generator (data.validation_rows) and never trained on. Every choice (the
     # selected epoch, a study's tuned settings) is made on it; the test split is only
-    # reported. 0.1 holds out 400 of the embedded digits' 4,000, 6,000 of MNIST's 60,000,
-    # 5,000 of CIFAR's 50,000.
+    # reported. 0.1 holds out 400 of the embedded digits' 4,000, 5,999 of MNIST's 60,000
+    # (a tenth of each class, rounded per class), 5,000 of CIFAR's 50,000.
     config.data.validation_fraction = 0.1
     # Per-channel standardisation on the [0, 1] scale; () = the catalogue's values (data.py).
     config.data.mean = ()

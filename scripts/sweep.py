@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from bn_study import cli
 from bn_study.studies import launch, runner
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep() or get_tuning().',
                                           lock_config=True)
 _SWEEP_DIR = flags.DEFINE_string('sweep_dir', None, 'Directory holding one workdir per run.')
 _LAUNCH = flags.DEFINE_enum('launch', 'local', launch.LAUNCHERS, 'Where runs execute.')

@@ -16,7 +16,7 @@ from bn_study import errors, records
 from bn_study.training import checkpoint, loop
 from tests.conftest import REPO
 
-# 2 epochs of 31 steps; a checkpoint every 5 steps, so a kill lands between, during or just
+# 2 epochs of 28 steps; a checkpoint every 5 steps, so a kill lands between, during or just
 # after saves, and the last one is the final step's.
 RUN_FLAGS = ('--config.cpu_devices=4',  # as many as this process's JAX: bitwise comparable
              '--config.num_epochs=2', '--config.checkpoint.every_steps=5',
@@ -98,20 +98,20 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
     (workdir / records.SUMMARY_FILE).unlink()
     again = loop.train_and_evaluate(config, str(workdir))
     _assert_bitwise_equal(again.params, whole.params)
-    assert records.read_summary(workdir)['resumed_at_steps'] == [31]
+    assert records.read_summary(workdir)['resumed_at_steps'] == [28]
     # The same, with that last save damaged.
     (workdir / records.SUMMARY_FILE).unlink()
-    last = workdir / checkpoint.CHECKPOINT_DIR / '31'
+    last = workdir / checkpoint.CHECKPOINT_DIR / '28'
     for path in (last / 'state').rglob('*'):
         if path.is_file():
             path.write_bytes(b'\0' * 7)
     resumed = loop.train_and_evaluate(config, str(workdir))
-    assert 'checkpoint at step 31 is unreadable' in caplog.text
-    assert 'resuming from the checkpoint at step 30' in caplog.text
+    assert 'checkpoint at step 28 is unreadable' in caplog.text
+    assert 'resuming from the checkpoint at step 20' in caplog.text
     _assert_bitwise_equal(resumed.params, whole.params)
-    assert records.read_summary(workdir)['resumed_at_steps'] == [30]
-    # The damaged save is set aside, and step 31 saved anew.
-    assert (workdir / checkpoint.CHECKPOINT_DIR / '31.unreadable').exists()
+    assert records.read_summary(workdir)['resumed_at_steps'] == [20]
+    # The damaged save is set aside, and step 28 saved anew.
+    assert (workdir / checkpoint.CHECKPOINT_DIR / '28.unreadable').exists()
     _assert_bitwise_equal(checkpoint.read_newest(workdir)['params'], whole.params)
 
 

@@ -174,8 +174,9 @@ def test_every_study_config_file_is_found():
 
 @pytest.mark.parametrize('config_file', _config_files())
 def test_a_study_config_imports_only_light_modules(config_file):
-    """Loaded by path as config_flags loads it; get_config, get_sweep and get_report called
-    for each variant the file has (the paper configs: configs/paper/common.VARIANTS)."""
+    """Loaded by path as config_flags loads it; get_config, get_tuning (tuned variants) or
+    get_sweep, and get_report called for each variant the file has (the paper configs:
+    configs/paper/common.VARIANTS)."""
     found = _probe('''
         import importlib.util
         path = sys.argv[1]
@@ -191,7 +192,8 @@ def test_a_study_config_imports_only_light_modules(config_file):
         called = []
         for variant in variants:
             arg = variant or None
-            for name in ('get_config', 'get_sweep', 'get_report'):
+            tuned = hasattr(module, 'get_tuning') and module.get_tuning(arg) is not None
+            for name in ('get_config', 'get_tuning' if tuned else 'get_sweep', 'get_report'):
                 if hasattr(module, name):
                     getattr(module, name)(arg)
                     called.append(f'{name}({arg!r})')
@@ -199,8 +201,9 @@ def test_a_study_config_imports_only_light_modules(config_file):
     ''', os.path.join(REPO, config_file))
     assert 'get_config(None)' in found['called']
     if config_file.startswith('configs/paper/'):
-        assert {"get_config('cpu')", "get_sweep('cpu')", "get_report('cpu')"} <= set(
-            found['called']), found['called']
+        called = set(found['called'])
+        assert {"get_config('cpu')", "get_report('cpu')"} <= called, called
+        assert {"get_sweep('cpu')", "get_tuning('cpu')"} & called, called
     assert not found['heavy'], f'{config_file} imports {_chains(found["heavy"])}'
 
 

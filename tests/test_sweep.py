@@ -384,5 +384,6 @@ def test_the_runner_refuses_what_it_cannot_run(tmp_path):
                                                  'print'):
         runner.check_where(runner.Where('slurm'), study.sweep_dir)
     plain = _study(tmp_path, 'from configs.default import get_config\n')
-    with pytest.raises(errors.ConfigError, match='defines no get_sweep\\(\\); it is no study'):
+    with pytest.raises(errors.ConfigError, match='defines neither get_sweep\\(\\) nor '
+                                                 'get_tuning\\(\\); it is no study'):
         runner.sweep(plain)

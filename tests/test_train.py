@@ -136,7 +136,9 @@ def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
     summary = records.read_summary(str(tmp_path / 'a'))
     assert summary['status'] == records.COMPLETE
     assert summary['final_test_accuracy'] >= 0.90
-    assert summary['steps'] == 2 * (4000 // 128)
+    # 400 of the 4,000 training digits are held out for validation, never trained on.
+    assert (summary['train_examples'], summary['validation_examples']) == (3600, 400)
+    assert summary['steps'] == 2 * (3600 // 128)
     assert summary['normalization'] == {
         'kind': 'batch', 'scope': 'global', 'examples_per_statistic': 128, 'num_devices': 4,
         'momentum': 0.9, 'epsilon': 1e-5, 'use_scale': True, 'use_bias': True,
@@ -144,6 +146,13 @@ def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
     rows = records.read_metrics(str(tmp_path / 'a'))
     assert [r['epoch'] for r in rows] == [1, 2]
     assert rows[-1]['test_accuracy'] == summary['final_test_accuracy']
+    assert rows[-1]['val_accuracy'] == summary['final_val_accuracy'] >= 0.90
+    # The epoch is selected on validation (the first best), and its test accuracy reported.
+    selected = max(rows, key=lambda r: r['val_accuracy'])
+    assert summary['selected_epoch'] == selected['epoch']
+    assert summary['selected_test_accuracy'] == selected['test_accuracy']
+    assert not any(key.startswith('best_') for key in summary)  # nothing chosen on test
+    assert summary['initial_val_loss'] > 2 * summary['final_val_loss']
     with open(tmp_path / 'a' / records.CONFIG_FILE) as f:
         assert json.load(f)['model']['bn_position'] == 'before_act'
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(tmp_path / 'a'))
@@ -168,7 +177,7 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
 
     def breaking(feed, *args, **kwargs):
         batches = real(feed, *args, **kwargs)
-        for _ in range(40):  # past the first epoch (31 steps), into the second
+        for _ in range(40):  # past the first epoch (28 steps), into the second
             yield next(batches)
         raise OSError('disk vanished')
     monkeypatch.setattr(data.TrainFeed, 'batches', breaking)
@@ -221,7 +230,7 @@ def test_a_diverging_run_stops_with_its_step_and_last_finite_metrics(make_config
     state = loop.train_and_evaluate(config, str(tmp_path))  # no exception: an outcome
     summary = records.read_summary(str(tmp_path))
     assert summary['status'] == records.DIVERGED
-    assert 1 <= summary['diverged_at_step'] <= 31 and summary['epochs_completed'] == 0
+    assert 1 <= summary['diverged_at_step'] <= 28 and summary['epochs_completed'] == 0
     if summary['last_finite_step']:
         assert summary['last_finite_step']['step'] == summary['diverged_at_step'] - 1
         assert np.isfinite(summary['last_finite_step']['train_loss'])
@@ -240,11 +249,11 @@ def test_progress_reaches_tensorboard_at_a_steady_rate(make_config, tmp_path):
         for value in event.summary.value:
             scalars.setdefault(value.tag, []).append(
                 (event.step, float(tf.make_ndarray(value.tensor))))
-    assert [s for s, _ in scalars['progress/steps_per_s']] == [10, 20, 30]
+    assert [s for s, _ in scalars['progress/steps_per_s']] == [10, 20]
     for step, examples_per_s in scalars['progress/examples_per_s']:
         assert examples_per_s > 0
     eta = dict(scalars['progress/eta_s'])
-    assert eta[10] > eta[30] > 0  # 21 steps left, then 1
+    assert eta[10] > eta[20] > 0  # 18 steps left, then 8
     assert all(np.isfinite(v) for _, v in scalars['progress/train_loss'])
 
 
@@ -255,7 +264,8 @@ def test_cifar10_trains_under_mock_data(make_config, tmp_path):
     with tfds.testing.mock_data(num_examples=256):
         loop.train_and_evaluate(config, str(tmp_path / 'run'))
     summary = records.read_summary(str(tmp_path / 'run'))
-    assert summary['status'] == records.COMPLETE and summary['steps'] == 4
+    # 256 mock examples less a tenth of each class for validation: 3 steps of 64.
+    assert summary['status'] == records.COMPLETE and summary['steps'] == 3
     # 3 input channels reach conv1: 3*3*3*32 kernel weights.
     assert summary['num_params'] > 0 and 0.0 <= summary['final_test_accuracy'] <= 1.0
 

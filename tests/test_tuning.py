@@ -524,3 +524,33 @@ def test_a_sweep_whose_first_look_decides_stops_there(tmp_path):
     assert sorted(trained) == sorted(declare.run_name(o) for o in tuning.tuning_sweep(
         make_tuning()) + stage2(CHOSEN, (10, 11, 12)))
     assert tuning.read_state(s.sweep_dir)['looks_taken'] == 1
+
+
+def test_a_tuned_sweep_reports_its_answer_from_the_decisions(tmp_path):
+    from bn_study.analysis import report
+    s = study(tmp_path)
+    outcome = outcomes(diffs=STAYS['decided (2 points better)'] + (0.02,) * 3)
+    assert runner.sweep(s, report=False, train_group=fake_train(outcome, [])) == 0
+    written = report.write_report(s.sweep_dir, str(tmp_path / 'report'))
+    text = open(written.path).read()
+    answer = text[text.index('## Answer'):text.index('## Stage 1')]
+    # A (before_act) at its tuned 0.1 scores 0.9 + (0.02, 0.022, 0.018) on seeds 10-12.
+    assert ('- **options at their tuned settings**: recommended **A** at its tuned setting '
+            '(learning_rate=0.1): test accuracy 0.9200 [') in answer
+    assert '  - better than: B.\n' in answer
+    assert '(1 of 2 declared looks at 3, 6 seeds taken)' in answer
+    # Wortsman's sensitivity on the mean validation losses (1 - accuracy here) with the loss
+    # at initialization 2.3: A's 0.20, 0.16, 0.10 give mean(0.10, 0.06, 0) = 0.0533; B's
+    # 0.14, 0.09, 0.12 give mean(0.05, 0, 0.03) = 0.0267. Within 1 point of the best
+    # validation accuracy: only the chosen rate.
+    assert '| A | learning_rate=0.1 | 0.9200 [' in answer
+    assert '| 3 | 0.9000 | 0.0533 | 0.1 to 0.1 (1x) | 0 of 3 |' in answer
+    assert '| 3 | 0.9100 | 0.0267 | 0.05 to 0.05 (1x) | 0 of 3 |' in answer
+    assert '| A | learning_rate=0.1 | 0.9000 | 0.1000 |  | yes |' in text  # stage 1 table
+    assert '| B | learning_rate=0.1 | 0.8800 | 0.1200 |  |  |' in text
+    # One family of one pair, tested at 0.05 / 2 looks.
+    assert 'This report decides 1 paired comparisons' in text
+    assert 'every test is made at 0.05/2 = 0.0250' in text
+    assert '| A | B | 2.00 | [' in text and '| A better |' in text
+    assert written.verdict_lines[0] == 'Answer'
+    assert os.path.exists(tmp_path / 'report' / 'tuning_sweep.png')

@@ -40,7 +40,7 @@ def test_a_vmapped_seed_writes_the_record_of_its_run_alone(tmp_path, make_config
     configs = [_small(make_config, seed, ('ema', 'batch')) for seed in (0, 1)]
     solo = loop.train_and_evaluate(configs[1], tmp_path / 'alone')
     together = vmap_seeds.train_seeds(configs, [tmp_path / f'vmapped{c.seed}' for c in configs])
-    # Rounding differences grow over 31 steps through ReLU kinks and max-pool ties (see
+    # Rounding differences grow over 28 steps through ReLU kinks and max-pool ties (see
     # WORKSPACE, Determinism): up to ~1e-3 in single weights, so the tolerance is loose;
     # a wrong member, seed or data order differs by ~0.1.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=5e-3),

@@ -61,6 +61,8 @@ def phrase(d: decide.Decision) -> str:
         return f'{d.b} better'
     if d.outcome == 'equivalent':
         return f'equivalent within ±{points(d.margin)} points'
+    if d.difference.n < 2:
+        return f'inconclusive; {d.difference.n} matched seed(s), too few to test'
     if d.seeds_needed is None:
         return 'inconclusive; not decidable at this spread within 10,000 seeds'
     would = {'better': f'{d.a} better', 'worse': f'{d.b} better',
@@ -82,7 +84,7 @@ def decision_cells(d: decide.Decision) -> list:
 def method(family: Family) -> str:
     """How the decisions were made, in one paragraph."""
     alpha = decide.ALPHA / family.looks
-    looks = (f' Seeds were added in {family.looks} looks declared in advance, so every test '
+    looks = (f' Seeds are added in up to {family.looks} looks declared in advance, so every test '
              f'is made at {decide.ALPHA}/{family.looks} = {alpha:.4f} (Bonferroni over the '
              'looks), which bounds the chance of any false decision over all looks by '
              f'{decide.ALPHA} whatever was seen at each.' if family.looks > 1 else '')

@@ -1,12 +1,12 @@
-"""A sweep dir to REPORT.md and PNG figures: per-configuration means with 95% intervals,
-paired comparisons on matched seeds of the compared key's values (the placements, unless
-the study says otherwise), a ranking, the effect of every other swept setting, the
-published claims checked, evaluation kinds side by side, curves, activation statistics,
-and a verdict written from the numbers.
+"""A sweep dir to REPORT.md and PNG figures: the Answer first, then per-configuration means
+with 95% intervals, every pair of the compared key's values (the placements, unless the
+study says otherwise) decided on matched seeds, the effect of every other swept setting,
+the published claims checked, evaluation kinds side by side, curves, activation statistics.
 
-This module lays the report out: findings.py computes its tables and sentences (with
-stats.py's statistics), claims.py checks the published claims, figures.py draws, and
-markdown.py writes text. Each part returns how many paired comparisons it made.
+This module lays the report out: answer.py decides every comparison as one family and
+writes the Answer's lines, findings.py computes tables and sentences, claims.py checks the
+published claims, figures.py draws, markdown.py writes text; a tuned study's sections are
+tuned_report.py's.
 """
 
 import dataclasses
@@ -126,12 +126,16 @@ def _effects(doc: markdown.Document, compare: str, title: str, section: pd.DataF
                                     for row, d in zip(rows, decided)))
 
 
-def _claims(doc: markdown.Document, spec: report_spec.ReportSpec, runs: pd.DataFrame) -> int:
-    """Every published claim, checked per held setting."""
+def _claims(doc: markdown.Document, spec: report_spec.ReportSpec, runs: pd.DataFrame,
+            runs_of=None) -> int:
+    """Every published claim, checked per held setting; `runs_of(claim)` picks the runs a
+    claim is checked on (all of them by default)."""
     if not spec.claims:
         return 0
-    held = results.configuration_keys(runs)
-    outcomes = [o for claim in spec.claims for o in claims.check(claim, runs, held)]
+    outcomes = []
+    for claim in spec.claims:
+        chosen = runs_of(claim) if runs_of else runs
+        outcomes += claims.check(claim, chosen, results.configuration_keys(chosen))
     doc.heading(2, 'Published results side by side', outline=True)
     doc.paragraph(
         'Each claim is checked on the runs here, at this study\'s scale, pairing the two sides '
@@ -237,11 +241,12 @@ def write_report(sweep_dir: str, out_dir: str = '') -> Report:
                        f'{", ".join(corrupt)}.')
     if state is not None:
         family = tuned_report.write(body, sweep_dir, out_dir, runs, state, spec.margin)
-        # Published claims name config values (a learning rate among them), so they are
-        # checked on every run, tuning and comparison alike, paired by seed where they meet.
-        if _claims(body, spec, runs):
+        plan = tuning.Tuning.from_json(state['tuning'])
+        if _claims(body, spec, runs, lambda claim: tuned_report.claim_runs(claim, runs, plan)):
             body.paragraph('The published claims above are checked each on its own 95% '
-                           'interval, outside the family of decisions.')
+                           'interval, outside the family of decisions: a claim naming a '
+                           'tuned value on the tuning runs (its seeds), any other on the '
+                           'comparison runs at the tuned settings.')
     else:
         place = _Place(sweep_dir, out_dir, spec.compare)
         family = answer.Family(comparisons(runs, spec.compare), spec.margin)

@@ -24,6 +24,21 @@ def _option_column(runs: pd.DataFrame, tuning: tuning_lib.Tuning) -> pd.Series:
     return runs.apply(option_of, axis=1)
 
 
+def stages(runs: pd.DataFrame, tuning: tuning_lib.Tuning) -> dict[str, pd.DataFrame]:
+    """The runs of each stage, told apart by their seeds (the two sets are disjoint)."""
+    return {'tuning': runs[runs['seed'].isin(tuning.tuning_seeds)],
+            'comparison': runs[runs['seed'].isin(tuning.comparison_seeds)]}
+
+
+def claim_runs(claim, runs: pd.DataFrame, tuning: tuning_lib.Tuning) -> pd.DataFrame:
+    """The runs a published claim is checked on: a claim naming a tuned key (e.g. BN beats
+    none at lr 0.8) on the tuning runs, where every option ran at every value; any other on
+    the comparison runs, each option at its own tuned setting (there the tuned key follows
+    from the sides, so options at different settings still pair by seed)."""
+    named = {*claim.better, *claim.worse, *claim.where}
+    return stages(runs, tuning)['tuning' if set(tuning.grid) & named else 'comparison']
+
+
 def _single_key(tuning: tuning_lib.Tuning) -> str | None:
     return next(iter(tuning.grid)) if len(tuning.grid) == 1 else None
 
@@ -72,7 +87,10 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
                            margin, looks=len(looks))
     runs = runs.assign(option=_option_column(runs, tuning))
     stage2 = runs[runs['seed'].isin(tuning.comparison_seeds[:seeds])]
+    # Stage 1's records may be gone (the choice stays in tuning.json): then no facts.
     facts = _tuning_facts(tuning, table) if table is not None else {}
+    missing = {'best_val': float('nan'), 'sensitivity': float('nan'), 'range': None,
+               'failed': '-', 'points': '-'}
     settings = {o: tuning_lib.point_name(p) for o, p in chosen.items() if p is not None}
 
     doc.heading(2, 'Answer', outline=True)
@@ -103,10 +121,10 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
              f'setting range within {tuning.tolerance * 100:g} point(s) of the best',
              'failed grid points'),
             [[o, settings.get(o, '-'), markdown.interval(stats.mean_interval(per_option[o])),
-              len(per_option[o]), markdown.number(facts[o]['best_val']),
-              markdown.number(facts[o]['sensitivity']),
-              _span_text(facts[o]['range'], tuning),
-              f'{facts[o]["failed"]} of {facts[o]["points"]}'] for o in per_option]))
+              len(per_option[o]), markdown.number(fact['best_val']),
+              markdown.number(fact['sensitivity']), _span_text(fact['range'], tuning),
+              f'{fact["failed"]} of {fact["points"]}']
+             for o, fact in ((o, facts.get(o, missing)) for o in per_option)]))
 
     doc.heading(2, 'Stage 1: tuning on validation', outline=True)
     if table is None:

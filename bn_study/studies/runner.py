@@ -73,14 +73,16 @@ def study_tuning(config_spec: str) -> tuning.Tuning | None:
     return module.get_tuning(arg) if hasattr(module, 'get_tuning') else None
 
 
-def expand(study: Study) -> list[declare.Run]:
+def expand(study: Study, record: bool = True) -> list[declare.Run]:
     """Every run of the sweep as far as it goes now, validated, and the sweep dir checked
-    against them. A tuned study's runs grow as its stages finish (tuning.current_sweep)."""
+    against them. A tuned study's runs grow as its stages finish (tuning.current_sweep,
+    which records its choice unless record=False)."""
     module, arg = cli.config_module(study.config_spec)
     tuned = study_tuning(study.config_spec)
     if tuned is not None:
         sweep = tuning.current_sweep(tuned, study.sweep_dir,
-                                     _report_spec(study.config_spec).margin, study.stage)
+                                     _report_spec(study.config_spec).margin, study.stage,
+                                     record)
     elif study.stage != 'all':
         raise errors.ConfigError(f'--stage={study.stage} applies to tuned studies only; '
                                  f'{study.config_spec} defines no get_tuning()')
@@ -172,7 +174,7 @@ def sweep(study: Study, where: Where = Where(), vmap_seeds: int = 0, dry_run: bo
     stage 2, and a look that leaves a comparison undecided adds the next look's seeds. The
     dry run and the print launcher show only the runs known now."""
     check_where(where, study.sweep_dir)
-    runs = expand(study)
+    runs = expand(study, record=not dry_run)
     planned = plan(runs)
     if dry_run:
         lines = dry_run_lines(study, planned)

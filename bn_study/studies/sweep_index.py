@@ -22,7 +22,8 @@ INDEX_FILE = 'index.csv'
 LOCK_FILE = '.sweep.lock'
 PENDING = 'pending'  # nothing on disk yet
 INTERRUPTED = 'interrupted'  # started, no summary: running now, or killed
-HEADLINE = ('final_test_accuracy', 'best_test_accuracy', 'final_test_loss', 'final_train_loss',
+HEADLINE = ('final_test_accuracy', 'final_val_accuracy', 'selected_test_accuracy',
+            'final_test_loss', 'final_train_loss',
             'diverged_at_step', 'wall_time_s', 'error')
 
 

@@ -5,7 +5,9 @@ runs come in two stages in one sweep dir:
 
 1. tuning: every option at every point of the grid (e.g. the learning rate), on the tuning
    seeds. Each option's setting is the grid point with the best mean final validation
-   accuracy; a point where any seed diverged (or failed to finish) counts as failed.
+   accuracy; a point where any seed diverged counts as failed. A stage 1 run that failed
+   (an error, not a divergence) or is unfinished holds stage 2 back until a rerun
+   completes it.
 2. comparison: every option at its own chosen setting, on the comparison seeds, which are
    disjoint from the tuning seeds. The seeds come in looks declared in advance (e.g. 5, then
    10, then 20): after each look the paired comparisons are decided (analysis/decide.py),
@@ -224,11 +226,13 @@ def _should_extend(tuning: Tuning, per_option: dict, margin: float) -> bool:
                and d.seeds_needed <= last for d in decisions)
 
 
-def current_sweep(tuning: Tuning, sweep_dir, margin: float, stage: str = 'all') -> list[dict]:
+def current_sweep(tuning: Tuning, sweep_dir, margin: float, stage: str = 'all',
+                  record: bool = True) -> list[dict]:
     """The study's runs as far as the sweep dir allows: stage 1, then (once stage 1 is
     finished, unless `stage` is 'tuning') stage 2 up to the current look. Records the choice
-    and the looks in tuning.json; refuses a sweep dir whose tuning.json disagrees (records
-    changed under it, or another declaration)."""
+    and the looks in tuning.json (record=False, for a dry run: writes nothing); refuses a
+    sweep dir whose tuning.json disagrees (records changed under it, or another
+    declaration)."""
     check(tuning)
     if not margin > 0:
         raise errors.ConfigError(f'the equivalence margin {margin!r} is not positive')
@@ -255,7 +259,8 @@ def current_sweep(tuning: Tuning, sweep_dir, margin: float, stage: str = 'all') 
     chosen = choose(tuning, table)
     if state is None:
         state = {'tuning': tuning.to_json(), 'chosen': chosen, 'looks_taken': 1}
-        _write_state(sweep_dir, state)
+        if record:
+            _write_state(sweep_dir, state)
     elif state['chosen'] != json.loads(json.dumps(chosen, default=list)):
         raise errors.WorkdirError(
             f'{sweep_dir}/{TUNING_FILE} records another choice than the stage 1 records give '
@@ -268,5 +273,6 @@ def current_sweep(tuning: Tuning, sweep_dir, margin: float, stage: str = 'all') 
             break
         taken += 1
         state['looks_taken'] = taken
-        _write_state(sweep_dir, state)
+        if record:
+            _write_state(sweep_dir, state)
     return sweep + comparison_sweep(tuning, chosen, looks[taken - 1])

@@ -23,7 +23,7 @@ def main() -> None:
     from bn_study import cli
     from bn_study.studies import runner
 
-    config = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep().',
+    config = config_flags.DEFINE_config_file('config', None, 'Study config with get_sweep() or get_tuning().',
                                              lock_config=True)
     sweep_dir = flags.DEFINE_string('sweep_dir', None, 'Directory holding one workdir per run.')
     run = flags.DEFINE_list('run', None, 'The runs of the sweep to train.')

@@ -212,26 +212,36 @@ def augmentation(data_config: ml_collections.ConfigDict, info: DatasetInfo) -> s
     return data_config.augment
 
 
-# Splits already read in this process, by (dataset directory, split): a study's runs share
-# one process and read the same splits (about a second per run on the embedded digits).
+# Splits already read in this process: a study's runs share one process and read the same
+# splits (about a second per run on the embedded digits). Keyed by the prepared dataset's
+# directory, split and the time its dataset_info.json was written, so a dataset prepared
+# anew is read anew; a builder with no such file (TFDS's mock_data) is never cached.
 _READ_SPLITS: dict = {}
+
+
+def _cache_key(builder, split: str):
+    info = os.path.join(str(builder.data_dir), 'dataset_info.json')
+    return (str(builder.data_dir), split, os.stat(info).st_mtime_ns) if os.path.exists(
+        info) else None
 
 
 def read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
     """A whole split (or a slice such as 'train[0:100]') as uint8 images and int32 labels.
     Read once per process; the arrays are shared, so callers must not write to them."""
-    key = (str(builder.data_dir), split)
-    if key not in _READ_SPLITS:
-        ds = builder.as_dataset(split=split, shuffle_files=False)
-        ds = ds.map(lambda ex: (ex['image'], ex['label'])).batch(4096)
-        images, labels = [], []
-        for image, label in tfds.as_numpy(ds):
-            images.append(image)
-            labels.append(label)
-        images, labels = np.concatenate(images), np.concatenate(labels).astype(np.int32)
-        images.flags.writeable = labels.flags.writeable = False
+    key = _cache_key(builder, split)
+    if key in _READ_SPLITS:
+        return _READ_SPLITS[key]
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    ds = ds.map(lambda ex: (ex['image'], ex['label'])).batch(4096)
+    images, labels = [], []
+    for image, label in tfds.as_numpy(ds):
+        images.append(image)
+        labels.append(label)
+    images, labels = np.concatenate(images), np.concatenate(labels).astype(np.int32)
+    images.flags.writeable = labels.flags.writeable = False
+    if key is not None:
         _READ_SPLITS[key] = images, labels
-    return _READ_SPLITS[key]
+    return images, labels
 
 
 # The validation split is drawn from the training split by this fixed generator seed, the
