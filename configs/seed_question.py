@@ -12,8 +12,9 @@ across the 10 pairs.
 
 Scaled to finish within 10 minutes on a 2-core CPU, setup included: 2 epochs, one tuning
 seed, one look at 4 comparison seeds (35 runs). The `:decisive` variant is the same protocol
-with 2 tuning seeds and looks at 5, 10 and 20 comparison seeds (the seeds needed are the
-Answer's "would take" figures); about an hour here.
+with 2 tuning seeds and looks at 5, 10 and 20 comparison seeds (the main job's Answer says
+about 23 seeds would decide every pair); up to 140 runs, about 25 min here if every look is
+taken (estimated from the main job's per-run times, not run).
 
 Run (the README's main job):
     python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question \

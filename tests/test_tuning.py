@@ -554,3 +554,18 @@ def test_a_tuned_sweep_reports_its_answer_from_the_decisions(tmp_path):
     assert '| A | B | 2.00 | [' in text and '| A better |' in text
     assert written.verdict_lines[0] == 'Answer'
     assert os.path.exists(tmp_path / 'report' / 'tuning_sweep.png')
+
+
+def test_options_of_several_keys_find_their_runs_again_from_tuning_json(tmp_path):
+    """tuning.json keeps the declaration's order: an option's overrides, in their order,
+    name its runs' directories, and the report finds the runs through the file (sorted keys
+    put bn_on_output before bn_position and lost every run)."""
+    options = {'A': {'model.bn_position': 'before_act', 'model.bn_on_output': False},
+               'B': {'model.bn_position': 'after_act', 'model.bn_on_output': True}}
+    plan = make_tuning(options=options)
+    sweep_dir = str(tmp_path)
+    write_runs(sweep_dir, tuning.tuning_sweep(plan), outcomes())
+    tuning.current_sweep(plan, sweep_dir, MARGIN)
+    again = tuning.Tuning.from_json(tuning.read_state(sweep_dir)['tuning'])
+    assert tuning.tuning_sweep(again) == tuning.tuning_sweep(plan)
+    assert tuning.tuning_table(again, sweep_dir) is not None  # every stage 1 run found

@@ -66,11 +66,11 @@ def _tuning_facts(tuning: tuning_lib.Tuning, table: pd.DataFrame) -> dict[str, d
     return facts
 
 
-def _span_text(span, tuning: tuning_lib.Tuning) -> str:
+def _span_text(span) -> str:
     if span is None:
         return '-'
     low, high = span
-    return f'{low:g} to {high:g}' + (f' ({high / low:g}x)' if low > 0 else '')
+    return f'{low:g} to {high:g}' + (f' ({high / low:.3g}x)' if low > 0 else '')
 
 
 def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFrame,
@@ -122,7 +122,7 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
              'failed grid points'),
             [[o, settings.get(o, '-'), markdown.interval(stats.mean_interval(per_option[o])),
               len(per_option[o]), markdown.number(fact['best_val']),
-              markdown.number(fact['sensitivity']), _span_text(fact['range'], tuning),
+              markdown.number(fact['sensitivity']), _span_text(fact['range']),
               f'{fact["failed"]} of {fact["points"]}']
              for o, fact in ((o, facts.get(o, missing)) for o in per_option)]))
 

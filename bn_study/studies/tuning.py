@@ -185,8 +185,10 @@ def read_state(sweep_dir) -> dict | None:
 
 
 def _write_state(sweep_dir, state: dict) -> None:
+    # In declaration order, not sorted: an option's overrides in their order name its runs'
+    # directories (declare.run_name), and the report finds the runs from this file.
     records.write_text_atomically(epath.Path(sweep_dir) / TUNING_FILE,
-                                  json.dumps(state, indent=2, sort_keys=True, default=list))
+                                  json.dumps(state, indent=2, default=list))
 
 
 def comparison_frame(tuning: Tuning, chosen: dict, sweep_dir, seeds: int,
