@@ -200,8 +200,8 @@ def _paired_seeds(module, arg, sweep, sweep_dir) -> list[int]:
     plan = _tuning(module, arg)
     paired = []
     for claim in module.get_report(arg).claims:
-        chosen = table if plan is None else tuned_report.claim_runs(claim, table, plan)
-        held = results.configuration_keys(chosen)
+        chosen, held = ((table, results.configuration_keys(table)) if plan is None
+                        else tuned_report.claim_runs(claim, table, plan))
         paired.append(max(o.difference.n for o in claims.check(claim, chosen, held)))
     return paired
 

@@ -128,14 +128,15 @@ def _effects(doc: markdown.Document, compare: str, title: str, section: pd.DataF
 
 def _claims(doc: markdown.Document, spec: report_spec.ReportSpec, runs: pd.DataFrame,
             runs_of=None) -> int:
-    """Every published claim, checked per held setting; `runs_of(claim)` picks the runs a
-    claim is checked on (all of them by default)."""
+    """Every published claim, checked per held setting; `runs_of(claim)` gives the runs a
+    claim is checked on and the keys held fixed there (by default all runs, and every key
+    that varies among them)."""
     if not spec.claims:
         return 0
     outcomes = []
     for claim in spec.claims:
-        chosen = runs_of(claim) if runs_of else runs
-        outcomes += claims.check(claim, chosen, results.configuration_keys(chosen))
+        chosen, held = runs_of(claim) if runs_of else (runs, results.configuration_keys(runs))
+        outcomes += claims.check(claim, chosen, held)
     doc.heading(2, 'Published results side by side', outline=True)
     doc.paragraph(
         'Each claim is checked on the runs here, at this study\'s scale, pairing the two sides '

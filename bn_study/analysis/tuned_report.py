@@ -8,7 +8,7 @@ import os
 import pandas as pd
 
 from bn_study import records
-from bn_study.analysis import answer, decide, figures, markdown, stats
+from bn_study.analysis import answer, decide, figures, markdown, results, stats
 from bn_study.studies import tuning as tuning_lib
 
 WHERE = 'options at their tuned settings'
@@ -30,13 +30,18 @@ def stages(runs: pd.DataFrame, tuning: tuning_lib.Tuning) -> dict[str, pd.DataFr
             'comparison': runs[runs['seed'].isin(tuning.comparison_seeds)]}
 
 
-def claim_runs(claim, runs: pd.DataFrame, tuning: tuning_lib.Tuning) -> pd.DataFrame:
-    """The runs a published claim is checked on: a claim naming a tuned key (e.g. BN beats
-    none at lr 0.8) on the tuning runs, where every option ran at every value; any other on
-    the comparison runs, each option at its own tuned setting (there the tuned key follows
-    from the sides, so options at different settings still pair by seed)."""
+def claim_runs(claim, runs: pd.DataFrame, tuning: tuning_lib.Tuning):
+    """The runs a published claim is checked on, and the keys held fixed there. A claim
+    naming a tuned key (e.g. BN beats none at lr 0.8) is checked on the tuning runs, where
+    every option ran at every value; any other on the comparison runs, each option at its
+    own tuned setting, where the tuned keys follow from the options and are never held
+    (options at different settings still pair by seed)."""
     named = {*claim.better, *claim.worse, *claim.where}
-    return stages(runs, tuning)['tuning' if set(tuning.grid) & named else 'comparison']
+    if set(tuning.grid) & named:
+        chosen = stages(runs, tuning)['tuning']
+        return chosen, results.configuration_keys(chosen)
+    chosen = stages(runs, tuning)['comparison']
+    return chosen, [k for k in results.configuration_keys(chosen) if k not in tuning.grid]
 
 
 def _single_key(tuning: tuning_lib.Tuning) -> str | None:
