@@ -25,11 +25,13 @@ Variants:
             0.15, 0.45 on the validation split over tuning seed 100 (24 runs), then every
             option runs at its own rate on seeds 0-2 (24 runs, one look), and the 28 pairs
             are decided (better, worse, equivalent within ±0.5 points, or inconclusive),
-            Holm-adjusted: 48 runs. Time: MEASURED_WUHE. The published claims below name no
-            learning rate, so they are checked on the comparison runs, each option at its
-            own rate, paired by seed (analysis/tuned_report.claim_runs). (Before the protocol: every option at the shared rate 0.05, seeds
-            0-2, 24 runs, 9 min 21 s measured; GN and LN ended at 75% and 74% test accuracy
-            against BN's 97%, under-trained at that rate.)
+            Holm-adjusted: 48 runs; 40 min 16 s on a 2-core CPU (measured, 2026-11-29, on
+            a slow day: about 50 s a run). The published claims below name no learning
+            rate, so they are checked on the comparison runs, each option at its own rate,
+            paired by seed (analysis/tuned_report.claim_runs). (Before the protocol: every
+            option at the shared rate 0.05, seeds 0-2, 24 runs, 9 min 21 s measured; GN and
+            LN ended at 75% and 74% test accuracy against BN's 97%, under-trained at that
+            rate. Tuned, they still fail on some seeds in 3 epochs: the schedule is short.)
 """
 
 from bn_study.analysis import report_spec
