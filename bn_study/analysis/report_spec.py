@@ -69,6 +69,8 @@ class ReportSpec:
     def from_json(cls, data: dict | None) -> 'ReportSpec':
         if not data:
             return cls()
+        # sweep.json files written before issue 16 hold no margin: they get the default
+        # a study declares when it says nothing (the field's own default).
         return cls(data['compare'], tuple(Claim(**c) for c in data['claims']),
                    data.get('margin', DEFAULT_MARGIN))
 

@@ -33,6 +33,7 @@ import pandas as pd
 from etils import epath
 
 from bn_study import errors, records
+from bn_study.studies import declare
 
 TUNING_FILE = 'tuning.json'
 STAGES = ('all', 'tuning', 'comparison')  # scripts/sweep.py --stage
@@ -129,7 +130,6 @@ def comparison_sweep(tuning: Tuning, chosen: dict, seeds: int) -> list[dict]:
 
 
 def _summary(sweep_dir, overrides: dict):
-    from bn_study.studies import declare  # its run names; declare imports nothing heavy
     return records.read_summary(epath.Path(sweep_dir) / declare.run_name(overrides))
 
 
