@@ -60,7 +60,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     family_settings(config.model)
     for path, valid in config_choices(config).items():
         check_choice(path, _lookup(config, path), valid)
-    check_position(config.model.name, config.model.bn_position)
+    check_position(config.model.name, dict(config.model[config.model.name]),
+                   config.model.bn_position, config.model.bn_on_output)
     if config.model.name == 'resnet':
         resnet_units_per_stage(config.model.resnet.depth, config.model.resnet.block)
     eval_stats = tuple(config.eval.stats)

@@ -28,8 +28,10 @@ def _run(script, *args):
 # Every other validation message is tested in-process (test_train.py, much cheaper).
 @pytest.mark.parametrize('override, message', [
     ('--config.model.bn_position=after_relu',
-     "config.model.bn_position='after_relu' is not valid for model simple_cnn; choose one of: "
-     'none, before_act, after_act, after_pool'),
+     "config.model.bn_position='after_relu' is not valid for model simple_cnn; choose a "
+     'position for every layer (none, before_act, after_act, after_pool, after_pool_before_act), '
+     'a preset (so_answer, bn_paper, airbench, none), or one position per layer, e.g. '
+     'conv1=before_act,conv2=before_act,fc1=before_act,fc2=none'),
     ('--config.norm.kind=batchnorm', 'choose one of: batch, layer, group, instance, none'),
     ('--config.data.name=cifar10',
      "dataset 'cifar10' is not prepared in {tmp} and config.data.download is False; prepare "

@@ -14,7 +14,7 @@ import pytest
 from flax import jax_utils
 
 from bn_study import errors, schema
-from bn_study.nn import blocks, checks, models, norms
+from bn_study.nn import blocks, checks, models, norms, placement
 from bn_study.nn import catalog as nn_catalog
 from bn_study.training import loop, norm_record, optim
 
@@ -70,10 +70,17 @@ class ToyNet(nn.Module):
         x = x.astype(self.dtype).reshape((x.shape[0], -1))
         dense = functools.partial(nn.Dense, self.width, dtype=self.dtype)
         activation = nn_catalog.resolve(nn_catalog.ACTIVATIONS[self.activation])
-        x = blocks.plain_block(self, x, 'fc1', dense, self.norm, self.bn_position, activation,
-                               pool=False, train=train)
+        ops = placement.layer_ops('toy', checks.module_settings(self), self.bn_position,
+                                  self.bn_on_output)
+        x = blocks.plain_block(self, x, 'fc1', dense, self.norm, ops['fc1'], activation,
+                               train=train)
         return blocks.output_layer(self, x, 'fc2', self.num_classes, self.norm,
-                                   self.bn_on_output, self.dtype, train)
+                                   'norm' in ops['fc2'], self.dtype, train)
+
+
+def toy_layers(**_) -> tuple:
+    """The toy family's layers from its settings, as (name, kind in catalog.LAYER_KINDS)."""
+    return (('fc1', 'dense'), ('fc2', 'output'))
 
 
 # ---- The table entries, as the recipe adds them ----------------------------------------
@@ -87,7 +94,8 @@ def toy_norm_kind(monkeypatch):
 @pytest.fixture
 def toy_family(monkeypatch):
     monkeypatch.setitem(nn_catalog.MODELS, 'toy', nn_catalog.Family(
-        f'{__name__}:ToyNet', nn_catalog.MLP_POSITIONS, {'activation': nn_catalog.ACTIVATIONS}))
+        f'{__name__}:ToyNet', nn_catalog.MLP_POSITIONS, {'activation': nn_catalog.ACTIVATIONS},
+        layers=f'{__name__}:toy_layers'))
 
 
 def _train_one_step(config, num_devices=4, per_device=2):
@@ -123,7 +131,7 @@ def test_a_new_per_example_norm_kind_validates_builds_trains_and_is_described(
     assert set(state.params['norm_conv1']) == {'scale', 'bias'}
     assert 'bias' in state.params['conv1']  # it does not cancel a preceding bias
     assert not jax.tree.leaves(state.batch_stats)  # per-example: no running statistics
-    assert norm_record.describe(config, models.has_norm_layers(config.model), 4) == {
+    assert norm_record.describe(config, placement.has_norm_layers(config.model), 4) == {
         'kind': 'rms', 'num_devices': 4, 'epsilon': config.norm.epsilon,
         'use_scale': True, 'use_bias': True, 'zero_init_last_scale': False,
         'scope': 'per_example', 'examples_per_statistic': 1}
@@ -155,8 +163,9 @@ def test_a_new_family_validates_builds_and_trains(make_config, toy_family):
         schema.validate(config)
     config.model.toy.activation = 'relu'
     config.model.bn_position = 'after_pool'
-    with pytest.raises(errors.ConfigError, match="'after_pool' is not valid for model toy; "
-                                                 'choose one of: none, before_act, after_act'):
+    with pytest.raises(errors.ConfigError, match=r"'after_pool' is not valid for model toy; "
+                                                 r'choose a position for every layer \(none, '
+                                                 r'before_act, after_act\)'):
         schema.validate(config)
     with pytest.raises(errors.ConfigError, match='is not valid for model toy'):
         models.build_model(config.model, config.norm, num_classes=10)

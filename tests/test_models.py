@@ -61,7 +61,8 @@ def _check_op_outputs(trace, kind='batch'):
 def _plain(layers, pooled, position):
     """The expected trace of a plain network: each layer's ops in the placement's order."""
     order = {'none': ['', 'act', 'pool'], 'before_act': ['', 'norm', 'act', 'pool'],
-             'after_act': ['', 'act', 'norm', 'pool'], 'after_pool': ['', 'act', 'pool', 'norm']}
+             'after_act': ['', 'act', 'norm', 'pool'], 'after_pool': ['', 'act', 'pool', 'norm'],
+             'after_pool_before_act': ['', 'pool', 'norm', 'act']}
     trace = []
     for layer in layers:
         for op in order[position]:
@@ -106,8 +107,8 @@ def test_mlp_order_of_operations(position):
 
 def test_mlp_rejects_after_pool():
     with pytest.raises(errors.ConfigError,
-                       match="'after_pool' is not valid for model mlp; choose one of: none, "
-                             'before_act, after_act'):
+                       match=r"'after_pool' is not valid for model mlp; choose a position for "
+                             r'every layer \(none, before_act, after_act\), a preset'):
         _model('mlp', 'after_pool')
 
 
@@ -319,13 +320,14 @@ def _count(name, position, shape=(28, 28, 1), **family):
 
 
 # Pinned at the default widths on 28x28x1 digits. BN adds 2 parameters per channel and
-# drops the bias of a layer it directly follows (before_act, and the residual units);
+# drops the bias of a layer it follows directly or past a pool (before_act,
+# after_pool_before_act, and the residual units);
 # post-activation units also normalize their 2 projection shortcuts.
 PARAMETER_COUNTS = {
     'simple_cnn': {'none': 824458, 'before_act': 824810, 'after_act': 825162,
-                   'after_pool': 825162},
+                   'after_pool': 825162, 'after_pool_before_act': 824810},
     'vgg': {'none': 9224458, 'before_act': 9227210, 'after_act': 9229962,
-            'after_pool': 9229962},
+            'after_pool': 9229962, 'after_pool_before_act': 9227210},
     'resnet': {'original': 272186, 'bn_after_addition': 272186, 'relu_before_addition': 272186,
                'relu_only_preactivation': 271994, 'full_preactivation': 272330, 'none': 271306},
     'mlp': {'none': 99710, 'before_act': 100010, 'after_act': 100310},

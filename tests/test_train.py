@@ -139,6 +139,9 @@ def test_short_run_learns_and_writes_its_record(make_config, tmp_path):
     # 400 of the 4,000 training digits are held out for validation, never trained on.
     assert (summary['train_examples'], summary['validation_examples']) == (3600, 400)
     assert summary['steps'] == 2 * (3600 // 128)
+    # The shorthand is recorded as what it built, layer by layer.
+    assert summary['placement'] == {'conv1': 'before_act', 'conv2': 'before_act',
+                                    'fc1': 'before_act', 'fc2': 'none'}
     assert summary['normalization'] == {
         'kind': 'batch', 'scope': 'global', 'examples_per_statistic': 128, 'num_devices': 4,
         'momentum': 0.9, 'epsilon': 1e-5, 'use_scale': True, 'use_bias': True,
@@ -200,6 +203,15 @@ def test_a_crash_mid_run_is_recorded_as_failed(make_config, tmp_path, monkeypatc
     ({'norm__kind': 'weight'}, 'choose one of: batch, layer, group, instance, none'),
     ({'model__name': 'resnet'}, "'before_act' is not valid for model resnet; choose one of: "
                                 'original, bn_after_addition'),
+    # Per-layer placements: an unknown layer, a missing one, a pool position on a layer
+    # without a pool, an unknown preset (tests/test_placement.py has every message).
+    ({'model__bn_position': 'conv1=none,conv2=none,fc1=none,fc2=none,fc3=none'},
+     "names layer 'fc3', which simple_cnn does not have; its layers: conv1, conv2, fc1, fc2"),
+    ({'model__bn_position': 'conv1=after_act,conv2=after_act,fc1=after_act'},
+     'leaves out fc2'),
+    ({'model__bn_position': 'conv1=none,conv2=none,fc1=after_pool,fc2=none'},
+     r"gives layer fc1 the position 'after_pool', which it cannot take \(it has no pool\)"),
+    ({'model__bn_position': 'airbnch'}, r'a preset \(so_answer, bn_paper, airbench, none\)'),
     ({'norm__stats_scope': 'ghost', 'norm__ghost_batch_size': 12},
      'ghost_batch_size=12 does not divide the per-device batch of 32; choose one of: 1, 2, 4, '
      '8, 16, 32'),

@@ -241,7 +241,8 @@ def write_report(sweep_dir: str, out_dir: str = '') -> Report:
         body.paragraph(f'Skipped {len(corrupt)} run(s) with unreadable records: '
                        f'{", ".join(corrupt)}.')
     if state is not None:
-        family = tuned_report.write(body, sweep_dir, out_dir, runs, state, spec.margin)
+        family = tuned_report.write(body, sweep_dir, out_dir, runs, state, spec.margin,
+                                    spec.effects)
         plan = tuning.Tuning.from_json(state['tuning'])
         if _claims(body, spec, runs, lambda claim: tuned_report.claim_runs(claim, runs, plan)):
             body.paragraph('The published claims above are checked each on its own 95% '

@@ -42,6 +42,17 @@ class Claim:
         return f'{side_name(self.better)} {relation} {side_name(self.worse)}'
 
 
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """One cell of a tuned study's effects table: the decided pair of options `a`, which has
+    what `row` names (e.g. layer conv1's norm), and `b`, the same without it; a - b is the
+    effect, shown in `column` (e.g. the preset the norm was removed from)."""
+    row: str
+    column: str
+    a: str
+    b: str
+
+
 # The equivalence margin a report uses unless its study declares one: 0.5 points of accuracy.
 DEFAULT_MARGIN = 0.005
 
@@ -54,6 +65,10 @@ class ReportSpec:
     # δ, in accuracy (0.005 = 0.5 points): two options whose paired difference is shown to
     # lie within ±δ (TOST) are "equivalent within ±δ"; declared before the runs are seen.
     margin: float = DEFAULT_MARGIN
+    # A tuned study's effects table (analysis/effects.py), whose rows the Answer then reads
+    # out: e.g. per layer, its norm's effect in each place. Each cell's pair must be one the
+    # study's Tuning decides.
+    effects: tuple[Effect, ...] = ()
 
     def __post_init__(self):
         if not (isinstance(self.margin, (int, float)) and self.margin > 0):
@@ -63,7 +78,9 @@ class ReportSpec:
 
     def to_json(self) -> dict:
         return {'compare': self.compare, 'claims': [dataclasses.asdict(c) for c in self.claims],
-                'margin': self.margin}
+                'margin': self.margin,
+                **({'effects': [dataclasses.asdict(e) for e in self.effects]}
+                   if self.effects else {})}
 
     @classmethod
     def from_json(cls, data: dict | None) -> 'ReportSpec':
@@ -72,7 +89,8 @@ class ReportSpec:
         # sweep.json files written before issue 16 hold no margin: they get the default
         # a study declares when it says nothing (the field's own default).
         return cls(data['compare'], tuple(Claim(**c) for c in data['claims']),
-                   data.get('margin', DEFAULT_MARGIN))
+                   data.get('margin', DEFAULT_MARGIN),
+                   tuple(Effect(**e) for e in data.get('effects', ())))
 
 
 def side_name(side: dict) -> str:

@@ -8,7 +8,7 @@ import os
 import pandas as pd
 
 from bn_study import records
-from bn_study.analysis import answer, decide, figures, markdown, results, stats
+from bn_study.analysis import answer, decide, effects, figures, markdown, results, stats
 from bn_study.studies import tuning as tuning_lib
 
 WHERE = 'options at their tuned settings'
@@ -79,8 +79,10 @@ def _span_text(span) -> str:
 
 
 def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFrame,
-          state: dict, margin: float) -> answer.Family:
-    """The tuned study's sections into `doc`; returns the family of decisions."""
+          state: dict, margin: float, effect_cells: tuple = ()) -> answer.Family:
+    """The tuned study's sections into `doc`; returns the family of decisions. With
+    `effect_cells` (report_spec.Effect) the Answer reads out their table (analysis/effects.py)
+    instead of recommending an option."""
     tuning = tuning_lib.Tuning.from_json(state['tuning'])
     chosen = state['chosen']
     looks = tuning.seed_looks()
@@ -88,7 +90,7 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
     table = tuning_lib.tuning_table(tuning, sweep_dir)
     per_option = tuning_lib.comparison_frame(tuning, chosen, sweep_dir, seeds) or {}
     family = answer.Family([answer.Comparison(WHERE, a, sa, b, sb)
-                            for a, sa, b, sb in tuning_lib.all_pairs(per_option)],
+                            for a, sa, b, sb in tuning_lib.compared_pairs(tuning, per_option)],
                            margin, looks=len(looks))
     runs = runs.assign(option=_option_column(runs, tuning))
     stage2 = runs[runs['seed'].isin(tuning.comparison_seeds[:seeds])]
@@ -104,12 +106,18 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
                       'rerun the sweep to complete it.')
     else:
         done = stage2[stage2['summary.status'] == records.COMPLETE]
-        lines = answer.setting_lines(
-            WHERE, {o: v.mean() for o, v in per_option.items()},
-            {o: stats.mean_interval(v) for o, v in per_option.items()}, family,
-            {o: _count(stage2, o, records.DIVERGED) for o in per_option},
-            answer.cost_ratios(sweep_dir, {o: list(done[done['option'] == o]['run'])
-                                           for o in per_option}), settings)
+        if effect_cells:
+            diverged = {o: _count(stage2, o, records.DIVERGED) for o in per_option}
+            lines = effects.answer_lines(effect_cells, family, WHERE) + [
+                '  - diverged runs: ' + (', '.join(f'{o} {n}' for o, n in diverged.items()
+                                                   if n) or 'none') + '.']
+        else:
+            lines = answer.setting_lines(
+                WHERE, {o: v.mean() for o, v in per_option.items()},
+                {o: stats.mean_interval(v) for o, v in per_option.items()}, family,
+                {o: _count(stage2, o, records.DIVERGED) for o in per_option},
+                answer.cost_ratios(sweep_dir, {o: list(done[done['option'] == o]['run'])
+                                               for o in per_option}), settings)
         unchosen = [o for o, p in chosen.items() if p is None]
         if unchosen:
             lines.append(f'  - diverged at every tuned setting, so not compared: '
@@ -120,6 +128,11 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
             f'test over {seeds} other seeds ({state["looks_taken"]} of {len(looks)} declared '
             f'looks at {", ".join(map(str, looks))} seeds taken).', '\n'.join(lines))
         doc.outline.extend(f'  {line.strip()}' for line in lines)
+        if effect_cells:
+            doc.paragraph('Each cell: the option with what its row names minus the same '
+                          'option without it, in points of test accuracy, paired by seed, '
+                          'with its 95% interval and decision.',
+                          effects.table(effect_cells, family, WHERE))
         doc.paragraph(markdown.table(
             ('option', 'tuned setting', 'test accuracy (95% CI)', 'seeds',
              'validation accuracy at the choice', 'LR sensitivity (validation loss)',

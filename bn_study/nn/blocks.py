@@ -9,7 +9,7 @@ from typing import Callable
 
 import flax.linen as nn
 
-from bn_study.nn import catalog
+from bn_study.nn import placement
 from bn_study.nn.norms import NormFactory
 from bn_study.nn.pooling import max_pool_2x2
 
@@ -30,16 +30,16 @@ def max_pool(x):
 
 
 def plain_block(module: nn.Module, x, name: str, make_layer: Callable, norm: NormFactory,
-                bn_position: str, activation: Callable, pool: bool, train: bool):
-    """layer, act, pool and norm in the order `bn_position` gives; tags derive from `name`.
+                ops: tuple, activation: Callable, train: bool):
+    """The layer, norm, activation and pool of one block in the order `ops` gives (its entry
+    in placement.layer_ops); tags derive from `name`.
 
     `make_layer(use_bias, name)` builds the conv or dense layer of the block.
     """
-    order = [op for op in catalog.PLAIN_POSITIONS[bn_position] if pool or op != 'pool']
-    norm_follows_layer = order[1] == 'norm'
-    layer = make_layer(use_bias=not (norm_follows_layer and norm.cancels_preceding_bias),
+    cancelled = placement.norm_follows_layer(ops) and norm.cancels_preceding_bias
+    layer = make_layer(use_bias=not cancelled,
                        name=name)
-    for op in order:
+    for op in ops:
         if op == 'layer':
             x = record(module, name, layer(x))
         elif op == 'norm':

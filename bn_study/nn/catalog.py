@@ -20,17 +20,72 @@ def resolve(target: str):
 # ---- Placements ------------------------------------------------------------------------
 
 # Where the norm goes in each block of a plain (non-residual) network, and the order of a
-# block's ops: 'layer' (its conv or dense layer), 'norm', 'act', 'pool'. A block without a
-# pool drops it, so there `after_pool` puts the norm after the activation, its last op.
+# block's ops: 'layer' (its conv or dense layer), 'norm', 'act', 'pool'.
 PLAIN_POSITIONS = {
     'none': ('layer', 'act', 'pool'),                  # no norm layers, layers keep their bias
     'before_act': ('layer', 'norm', 'act', 'pool'),    # Ioffe & Szegedy 2015, 3.2
     'after_act': ('layer', 'act', 'norm', 'pool'),     # the well-known answer's recommendation
     'after_pool': ('layer', 'act', 'pool', 'norm'),
+    # airbench's order (conv, pool, BN, GELU): statistics over the pooled positions, a
+    # quarter as many as before_act's. ReLU and max-pool commute, so only the norm moved.
+    'after_pool_before_act': ('layer', 'pool', 'norm', 'act'),
 }
 # The BN paper's MLP has no pooling, so `after_pool` would repeat `after_act`.
 MLP_POSITIONS = ('none', 'before_act', 'after_act')
-BN_POSITIONS = tuple(PLAIN_POSITIONS)  # the seed question's placements
+# The four answers the seed question weighs (before the activation, after it, after the pool,
+# not at all): the uniform placements its paper config sweeps (seed_question_lr).
+BN_POSITIONS = ('none', 'before_act', 'after_act', 'after_pool')
+# A layer without a pool cannot take a position that names one; where a uniform position or a
+# preset says one anyway, that layer takes the position the pool's absence leaves.
+WITHOUT_POOL = {'after_pool': 'after_act', 'after_pool_before_act': 'before_act'}
+# The output (logits) layer: no activation or pool of its own (the softmax is in the loss).
+OUTPUT_POSITIONS = {
+    'none': ('layer',),
+    'after_layer': ('layer', 'norm'),  # what config.model.bn_on_output=True adds
+}
+# The kinds of layer a plain network has, each with the positions it can take.
+LAYER_KINDS = {
+    'conv_pooled': tuple(PLAIN_POSITIONS),  # a conv whose block ends in a 2x2 max-pool
+    'conv': tuple(p for p in PLAIN_POSITIONS if p not in WITHOUT_POOL),  # a conv, no pool
+    'dense': tuple(p for p in PLAIN_POSITIONS if p not in WITHOUT_POOL),  # a hidden dense
+    'output': tuple(OUTPUT_POSITIONS),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A published placement recipe, as one position per kind of layer (LAYER_KINDS)."""
+    source: str  # where the recipe comes from (REFERENCES.md has the sources)
+    positions: dict  # layer kind -> position
+
+
+# Published recipes, by name; `config.model.bn_position` takes the name and the run records
+# the positions it expanded into, layer by layer (placement.py).
+PRESETS = {
+    # Stack Overflow, "Where to apply batch normalization on standard CNNs" (2017), the
+    # accepted answer, for Conv1-ReLU1-Pool1-Conv2-ReLU2-Pool2-FC1-FC2: "BN after Relu1,
+    # Relu2, FC1 and FC2". The question's network has no nonlinearity after FC1, this
+    # codebase's has a ReLU there (else FC1-FC2 would be one linear map): "after FC1" is
+    # taken as written, right after the dense layer, which is before that ReLU. FC2 is
+    # the logits layer, normalized after it.
+    'so_answer': Preset('Stack Overflow accepted answer (2017): BN after ReLU1, ReLU2, FC1, '
+                        'FC2', {'conv_pooled': 'after_act', 'conv': 'after_act',
+                                'dense': 'before_act', 'output': 'after_layer'}),
+    # Ioffe & Szegedy 2015, 3.2: "immediately before the nonlinearity", in every hidden
+    # layer (4.1: "to each hidden layer"); the logits layer is not normalized.
+    'bn_paper': Preset('Ioffe & Szegedy 2015, 3.2 and 4.1: BN before every nonlinearity',
+                       {'conv_pooled': 'before_act', 'conv': 'before_act',
+                        'dense': 'before_act', 'output': 'none'}),
+    # Keller Jordan's airbench (github KellerJordan/cifar10-airbench, airbench94.py): each
+    # block is conv, 2x2 max-pool, BN, GELU, then conv, BN, GELU; its head is a bare
+    # linear layer. Its hidden dense layers (it has none) are taken as its convs: BN
+    # before the activation.
+    'airbench': Preset('airbench94 (K. Jordan): conv, max-pool, BN, activation',
+                       {'conv_pooled': 'after_pool_before_act', 'conv': 'before_act',
+                        'dense': 'before_act', 'output': 'none'}),
+    # No norm anywhere: the same as the uniform position 'none'.
+    'none': Preset('no normalization', {kind: 'none' for kind in LAYER_KINDS}),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +142,12 @@ class Family:
     """A model family: its Linen module, its valid `bn_position` values, and the closed sets
     of its own settings (config.model.<name>.<setting>)."""
     module: str  # 'package.module:Class'
-    positions: object  # the valid bn_position values (a tuple or a table keyed by them)
+    positions: object  # the valid uniform bn_position values (a tuple or a table keyed by them)
     choices: dict = dataclasses.field(default_factory=dict)  # setting -> its closed set
+    # 'package.module:function' mapping the family's settings to its layers, as (name, kind
+    # in LAYER_KINDS) in call order: a plain family, which takes presets and per-layer
+    # placements (placement.py); None: bn_position takes `positions` only.
+    layers: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,14 +179,17 @@ ACTIVATIONS = {  # the MLP's nonlinearity; the CNNs use ReLU
 # config.model.name -> its family.
 MODELS = {
     # Conv1-ReLU1-Pool1-Conv2-ReLU2-Pool2-FC1-FC2, the seed question's network
-    'simple_cnn': Family('bn_study.nn.simple_cnn:SimpleCNN', PLAIN_POSITIONS),
+    'simple_cnn': Family('bn_study.nn.simple_cnn:SimpleCNN', PLAIN_POSITIONS,
+                         layers='bn_study.nn.placement:simple_cnn_layers'),
     # VGG-11/13/16/19-shaped plain CNN, a pool after each stage
-    'vgg': Family('bn_study.nn.vgg:VGG', PLAIN_POSITIONS, {'depth': VGG_DEPTHS}),
+    'vgg': Family('bn_study.nn.vgg:VGG', PLAIN_POSITIONS, {'depth': VGG_DEPTHS},
+                  layers='bn_study.nn.placement:vgg_layers'),
     # CIFAR ResNet, 6n+2 basic or 9n+2 bottleneck layers
     'resnet': Family('bn_study.nn.resnet:ResNet', RESIDUAL_UNITS,
                      {'block': RESNET_BLOCKS, 'shortcut': RESNET_SHORTCUTS}),
     # the BN paper's MNIST MLP (3 x 100 sigmoid units)
-    'mlp': Family('bn_study.nn.mlp:MLP', MLP_POSITIONS, {'activation': ACTIVATIONS}),
+    'mlp': Family('bn_study.nn.mlp:MLP', MLP_POSITIONS, {'activation': ACTIVATIONS},
+                  layers='bn_study.nn.placement:mlp_layers'),
 }
 
 

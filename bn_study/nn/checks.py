@@ -1,12 +1,19 @@
 """Checks of a network's settings against the catalog, shared by the families (from their
 __post_init__) and by the config schema; light, like the catalog."""
 
+import dataclasses
+
 from bn_study.errors import ConfigError, check_choice
+from bn_study.nn import placement
 from bn_study.nn.catalog import MODELS, RESNET_BLOCKS
 
 
-def check_position(model: str, bn_position: str) -> None:
-    """Raises ConfigError unless `bn_position` is one of the family's positions."""
+def check_position(model: str, settings: dict, bn_position: str, bn_on_output: bool) -> None:
+    """Raises ConfigError unless `bn_position` is valid for the family: a plain family's
+    uniform position, preset or per-layer list (placement.py), a residual unit otherwise."""
+    if placement.is_plain(model):
+        placement.positions(model, settings, bn_position, bn_on_output)
+        return
     valid = MODELS[model].positions
     if bn_position not in valid:
         raise ConfigError(f'config.model.bn_position={bn_position!r} is not valid for model '
@@ -14,12 +21,18 @@ def check_position(model: str, bn_position: str) -> None:
 
 
 def check_family(model: str, module) -> None:
-    """Raises ConfigError unless the family's module has a valid `bn_position` and valid
-    values of the family's closed-set settings (its catalog entry's `choices`); each family
-    calls it from __post_init__."""
-    check_position(model, module.bn_position)
+    """Raises ConfigError unless the family's module has valid values of the family's
+    closed-set settings (its catalog entry's `choices`) and a valid `bn_position`; each
+    family calls it from __post_init__."""
     for setting, valid in MODELS[model].choices.items():
         check_choice(f'model.{model}.{setting}', getattr(module, setting), valid)
+    check_position(model, module_settings(module), module.bn_position, module.bn_on_output)
+
+
+def module_settings(module) -> dict:
+    """A family module's fields, which name its config section's settings."""
+    return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
+            if f.name not in ('parent', 'name')}
 
 
 def resnet_units_per_stage(depth: int, block: str) -> int:

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study.nn import catalog, checks
+from bn_study.nn import catalog, checks, placement
 from bn_study.nn.blocks import output_layer, plain_block
 from bn_study.nn.norms import NormFactory
 
@@ -35,9 +35,12 @@ class MLP(nn.Module):
                 else nn.initializers.lecun_normal())
         activation = catalog.resolve(catalog.ACTIVATIONS[self.activation])
         x = x.astype(self.dtype).reshape((x.shape[0], -1))
+        ops = placement.layer_ops('mlp', checks.module_settings(self), self.bn_position,
+                                  self.bn_on_output)
         for i, features in enumerate(self.hidden_features, start=1):
             dense = functools.partial(nn.Dense, features, kernel_init=init, dtype=self.dtype)
-            x = plain_block(self, x, f'fc{i}', dense, self.norm, self.bn_position,
-                            activation, pool=False, train=train)
-        return output_layer(self, x, f'fc{len(self.hidden_features) + 1}', self.num_classes,
-                            self.norm, self.bn_on_output, self.dtype, train, kernel_init=init)
+            x = plain_block(self, x, f'fc{i}', dense, self.norm, ops[f'fc{i}'], activation,
+                            train=train)
+        out = f'fc{len(self.hidden_features) + 1}'
+        return output_layer(self, x, out, self.num_classes, self.norm, 'norm' in ops[out],
+                            self.dtype, train, kernel_init=init)

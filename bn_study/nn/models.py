@@ -17,8 +17,3 @@ def build_model(model_config: ml_collections.ConfigDict,
         norm=norms.make_norm(norm_config, dtype), bn_position=model_config.bn_position,
         bn_on_output=model_config.bn_on_output, num_classes=num_classes, dtype=dtype,
         **family)
-
-
-def has_norm_layers(model_config: ml_collections.ConfigDict) -> bool:
-    """Whether the configured placement puts any norm layer in the network."""
-    return model_config.bn_position != 'none' or model_config.bn_on_output

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bn_study.nn import catalog, checks
+from bn_study.nn import catalog, checks, placement
 from bn_study.nn.blocks import output_layer, plain_block
 from bn_study.nn.norms import NormFactory
 
@@ -16,7 +16,7 @@ class VGG(nn.Module):
 
     Stage widths are width x (1, 2, 4, 8, 8) (64 gives the paper's 64..512). Convs are numbered
     conv1..convN through the network; the classifier is fc1.. over `hidden_features`, then the
-    logits layer. The norm goes in every block where `bn_position` says, as in SimpleCNN.
+    logits layer. The norm goes in each block where `bn_position` says, as in SimpleCNN.
     """
     norm: NormFactory
     bn_position: str = 'before_act'
@@ -35,19 +35,21 @@ class VGG(nn.Module):
     def __call__(self, x, train: bool):
         """Maps images [batch, H, W, C] to float32 logits; `train` selects batch statistics."""
         x = x.astype(self.dtype)
-        block = functools.partial(plain_block, self, norm=self.norm,
-                                  bn_position=self.bn_position, activation=nn.relu, train=train)
+        ops = placement.layer_ops('vgg', checks.module_settings(self), self.bn_position,
+                                  self.bn_on_output)
+        block = functools.partial(plain_block, self, norm=self.norm, activation=nn.relu,
+                                  train=train)
         index = 0
-        for stage, (convs, multiple) in enumerate(
-                zip(catalog.VGG_DEPTHS[self.depth], (1, 2, 4, 8, 8))):
-            for i in range(convs):
+        for convs, multiple in zip(catalog.VGG_DEPTHS[self.depth], (1, 2, 4, 8, 8)):
+            for _ in range(convs):  # the stage's last conv is pooled (its ops say so)
                 index += 1
                 conv = functools.partial(nn.Conv, self.width * multiple, (3, 3),
                                          padding='SAME', dtype=self.dtype)
-                x = block(x, f'conv{index}', conv, pool=i == convs - 1)
+                x = block(x, f'conv{index}', conv, ops=ops[f'conv{index}'])
         x = x.reshape((x.shape[0], -1))
         for i, features in enumerate(self.hidden_features, start=1):
             x = block(x, f'fc{i}', functools.partial(nn.Dense, features, dtype=self.dtype),
-                      pool=False)
-        return output_layer(self, x, f'fc{len(self.hidden_features) + 1}', self.num_classes,
-                            self.norm, self.bn_on_output, self.dtype, train)
+                      ops=ops[f'fc{i}'])
+        out = f'fc{len(self.hidden_features) + 1}'
+        return output_layer(self, x, out, self.num_classes, self.norm, 'norm' in ops[out],
+                            self.dtype, train)

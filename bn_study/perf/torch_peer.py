@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from bn_study.nn.catalog import PLAIN_POSITIONS
+from bn_study.nn import placement
 
 
 def unsupported(config) -> str | None:
@@ -31,7 +31,8 @@ def _network(config, image_shape: tuple[int, int, int], num_classes: int):
     """nn.Sequential of the seed CNN in NCHW, PyTorch's own layout."""
     import torch.nn as tnn
     batch_norm = config.norm.kind == 'batch'
-    order = PLAIN_POSITIONS[config.model.bn_position]
+    ops = placement.layer_ops('simple_cnn', dict(config.model.simple_cnn),
+                              config.model.bn_position, config.model.bn_on_output)
 
     def norm(features, dims):
         if not batch_norm:
@@ -41,28 +42,27 @@ def _network(config, image_shape: tuple[int, int, int], num_classes: int):
         return cls(features, eps=config.norm.epsilon, momentum=1 - config.norm.momentum,
                    affine=config.norm.use_scale)
 
-    def block(layer_of, features, dims, pool):
-        ops = [op for op in order if pool or op != 'pool']
-        layer = layer_of(bias=not (ops[1] == 'norm' and batch_norm))
+    def block(layer_of, features, dims, name):
+        layer = layer_of(bias=not (placement.norm_follows_layer(ops[name]) and batch_norm))
         made = {'layer': layer, 'norm': norm(features, dims), 'act': tnn.ReLU(),
                 # ceil_mode pads the end as SAME does: 7 -> 4.
                 'pool': tnn.MaxPool2d(2, 2, ceil_mode=True)}
-        return [made[op] for op in ops]
+        return [made[op] for op in ops[name]]
 
     height, width, channels = image_shape
     layers = []
-    for features in config.model.simple_cnn.conv_features:
+    for i, features in enumerate(config.model.simple_cnn.conv_features, start=1):
         layers += block(lambda bias, c=channels, f=features: tnn.Conv2d(c, f, 3, padding=1,
                                                                         bias=bias),
-                        features, 2, pool=True)
+                        features, 2, f'conv{i}')
         channels, height, width = features, -(-height // 2), -(-width // 2)
     hidden = config.model.simple_cnn.hidden_features
     layers.append(tnn.Flatten())
     layers += block(lambda bias: tnn.Linear(channels * height * width, hidden, bias=bias),
-                    hidden, 1, pool=False)
-    layers.append(tnn.Linear(hidden, num_classes,
-                             bias=not (config.model.bn_on_output and batch_norm)))
-    if config.model.bn_on_output:
+                    hidden, 1, 'fc1')
+    normalized_output = 'norm' in ops['fc2']
+    layers.append(tnn.Linear(hidden, num_classes, bias=not (normalized_output and batch_norm)))
+    if normalized_output:
         layers.append(norm(num_classes, 1))
     return tnn.Sequential(*layers)
 

@@ -50,6 +50,10 @@ class Tuning:
     # Learning-rate range: the widest run of grid values whose mean validation accuracy is
     # within this of the option's best (accuracy units: 0.01 is one point).
     tolerance: float = 0.01
+    # The (a, b) option pairs stage 2 decides, one family; () = every two options. An
+    # ablation declares only the pairs it asks about: each the fewer, the more power Holm
+    # leaves each.
+    pairs: tuple = ()
 
     def seed_looks(self) -> tuple:
         return tuple(self.looks) or (len(self.comparison_seeds),)
@@ -58,13 +62,16 @@ class Tuning:
         return {'options': self.options, 'grid': {k: list(v) for k, v in self.grid.items()},
                 'tuning_seeds': list(self.tuning_seeds),
                 'comparison_seeds': list(self.comparison_seeds),
-                'looks': list(self.seed_looks()), 'tolerance': self.tolerance}
+                'looks': list(self.seed_looks()), 'tolerance': self.tolerance,
+                # only where declared, so tuning.json files from before still match
+                **({'pairs': [list(p) for p in self.pairs]} if self.pairs else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> 'Tuning':
         return cls(data['options'], {k: tuple(v) for k, v in data['grid'].items()},
                    tuple(data['tuning_seeds']), tuple(data['comparison_seeds']),
-                   tuple(data['looks']), data['tolerance'])
+                   tuple(data['looks']), data['tolerance'],
+                   tuple(tuple(p) for p in data.get('pairs', ())))
 
 
 def check(tuning: Tuning) -> None:
@@ -102,6 +109,15 @@ def check(tuning: Tuning) -> None:
             f'{len(tuning.comparison_seeds)} comparison seeds')
     if not tuning.tolerance > 0:
         raise errors.ConfigError(f'tolerance={tuning.tolerance!r} must be positive')
+    for pair in tuning.pairs:
+        unknown = [name for name in pair if name not in tuning.options]
+        if len(pair) != 2 or pair[0] == pair[1] or unknown:
+            raise errors.ConfigError(
+                f'pair {pair!r} is not two different options'
+                + (f' ({", ".join(map(repr, unknown))} is none)' if unknown else '')
+                + f'; the options: {", ".join(tuning.options)}')
+    if len(set(map(frozenset, tuning.pairs))) != len(tuning.pairs):
+        raise errors.ConfigError('pairs lists a pair twice; decide each pair once')
 
 
 def grid_points(tuning: Tuning) -> list[dict]:
@@ -210,18 +226,21 @@ def comparison_frame(tuning: Tuning, chosen: dict, sweep_dir, seeds: int,
     return per_option
 
 
-def all_pairs(per_option: dict) -> list[tuple]:
-    """Every two options (a before b in declaration order), as decide.decide takes them."""
+def compared_pairs(tuning: Tuning, per_option: dict) -> list[tuple]:
+    """The declared pairs, or every two options (a before b in declaration order), among
+    the options compared (an option diverged at every setting is not), as decide.decide
+    takes them."""
     names = list(per_option)
-    return [(a, per_option[a], b, per_option[b])
-            for i, a in enumerate(names) for b in names[i + 1:]]
+    pairs = tuning.pairs or [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return [(a, per_option[a], b, per_option[b]) for a, b in pairs
+            if a in per_option and b in per_option]
 
 
 def _should_extend(tuning: Tuning, per_option: dict, margin: float) -> bool:
     """Another look, if a comparison is inconclusive and the observed spread says the last
     look's seeds could decide it."""
     from bn_study.analysis import decide
-    decisions = decide.decide(all_pairs(per_option), margin,
+    decisions = decide.decide(compared_pairs(tuning, per_option), margin,
                               looks=len(tuning.seed_looks()))
     last = tuning.seed_looks()[-1]
     return any(d.outcome == 'inconclusive' and d.seeds_needed is not None

@@ -19,7 +19,7 @@ from flax import jax_utils
 from flax.training import train_state
 
 from bn_study import errors, records, schema
-from bn_study.nn import models, norms
+from bn_study.nn import models, norms, placement
 from bn_study.training import (
     checkpoint,
     data,
@@ -259,7 +259,8 @@ def complete_summary(config, setup: Setup, history: list[dict], num_params: int,
         'train_examples': int(setup.shards.labels.size * setup.layout.process_count),
         'validation_examples': len(setup.validation[1]),
         'wall_time_s': wall_time_s, 'resumed_at_steps': resumed_at,
-        'normalization': norm_record.describe(config, models.has_norm_layers(config.model),
+        'placement': placement.describe(config.model),
+        'normalization': norm_record.describe(config, placement.has_norm_layers(config.model),
                                               len(setup.devices)),
         'environment': run_record.environment(),
     }
