@@ -45,12 +45,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.name = 'simple_cnn'  # simple_cnn | vgg | resnet | mlp
     # Where the norm goes; each family has its own closed set (bn_study/nn/catalog.py):
-    #   simple_cnn, vgg: none | before_act | after_act | after_pool
-    #   mlp: none | before_act | after_act
+    #   simple_cnn, vgg: none | before_act | after_act | after_pool | after_pool_before_act
+    #       (the same in every hidden layer), a preset: so_answer | bn_paper | airbench |
+    #       none, or one position per layer, e.g.
+    #       'conv1=after_act,conv2=after_pool_before_act,fc1=before_act,fc2=after_layer'
+    #       (a layer without a pool takes none | before_act | after_act; the logits layer
+    #       none | after_layer; docs/networks.md)
+    #   mlp: none | before_act | after_act, a preset, or one position per layer (fc1..fc4)
     #   resnet (the residual unit): original | bn_after_addition | relu_before_addition |
     #          relu_only_preactivation | full_preactivation | none
     config.model.bn_position = 'before_act'
-    config.model.bn_on_output = False  # True: a norm after the logits layer too
+    # True: a norm after the logits layer too (with a uniform bn_position or a residual
+    # unit; a preset or a per-layer placement gives the logits layer its own position)
+    config.model.bn_on_output = False
     config.model.dtype = 'float32'  # float32 | bfloat16 | float16: compute dtype; params stay fp32
     # Each family's own settings; only config.model.<name> is read.
     config.model.simple_cnn = ml_collections.ConfigDict()

@@ -29,7 +29,8 @@ from configs import seed_question
 PRESETS = ('so_answer', 'bn_paper', 'airbench')  # the presets with norms in several layers
 # Where "none + layer" puts the added norm: the BN paper's position on the hidden layers;
 # the logits layer takes its only one.
-ADDED_AT = {'conv_pooled': 'before_act', 'dense': 'before_act', 'output': 'after_layer'}
+ADDED_AT = {'conv_pooled': 'before_act', 'conv': 'before_act', 'dense': 'before_act',
+            'output': 'after_layer'}
 NONE = 'none'
 
 

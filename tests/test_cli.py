@@ -125,3 +125,19 @@ def test_unknown_sweep_key_fails_before_any_run(tmp_path, data_dir):
     assert ("error: sweep key 'model.bn_place': config.model has no key 'bn_place'; nearest: "
             'model.bn_position') in last
     assert not (tmp_path / 'sweep').exists()
+
+
+def test_a_per_layer_placement_trains_from_the_command_line(tmp_path, data_dir):
+    workdir = tmp_path / 'run'
+    spec = 'conv1=after_pool_before_act,conv2=none,fc1=after_act,fc2=after_layer'
+    result = _run('train.py', '--config=configs/default.py', f'--workdir={workdir}',
+                  f'--config.data.data_dir={data_dir}', '--config.num_epochs=1',
+                  '--config.model.simple_cnn.conv_features=(8, 16)',
+                  '--config.model.simple_cnn.hidden_features=32',
+                  f'--config.model.bn_position={spec}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = records.read_summary(str(workdir))
+    assert summary['status'] == records.COMPLETE
+    assert summary['placement'] == {'conv1': 'after_pool_before_act', 'conv2': 'none',
+                                    'fc1': 'after_act', 'fc2': 'after_layer'}
+    assert summary['final_val_accuracy'] > 0.5  # it learned

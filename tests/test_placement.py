@@ -199,3 +199,20 @@ def test_bn_on_output_goes_with_a_uniform_position_only():
         schema.validate(_config(bn_position='so_answer', bn_on_output=True))
     assert placement.describe(_config(bn_position='after_act', bn_on_output=True).model) == {
         'conv1': 'after_act', 'conv2': 'after_act', 'fc1': 'after_act', 'fc2': 'after_layer'}
+
+
+# ---- Each preset and a mixed placement train ------------------------------------------------
+
+@pytest.mark.parametrize('bn_position', [*nn_catalog.PRESETS, MIXED])
+def test_each_preset_and_a_mixed_placement_train_a_pmapped_step(make_config, bn_position):
+    from tests.test_extending import _moved, _train_one_step
+    config = make_config(model__bn_position=bn_position, schedule__warmup_epochs=0.0,
+                         model__simple_cnn__conv_features=(4, 8),
+                         model__simple_cnn__hidden_features=16)
+    schema.validate(config)
+    before, state, metrics = _train_one_step(config)
+    assert bool(metrics['finite']) and np.isfinite(metrics['loss'])
+    assert min(_moved(before, state.params)) > 0  # every parameter trained
+    normalized = {f'norm_{layer}' for layer, p in placement.describe(config.model).items()
+                  if p != 'none'}
+    assert set(state.batch_stats) == normalized

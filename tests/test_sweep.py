@@ -237,15 +237,39 @@ def test_the_seed_study_tunes_each_option_then_compares_them(tmp_path):
     plan = seed_question.get_tuning()
     tuning.check(plan)
     runs = declare.expand(base, tuning.current_sweep(plan, str(tmp_path), 0.005), str(tmp_path))
-    assert len(runs) == 5 * 3  # stage 1 only: options x learning rates x one tuning seed
+    assert len(runs) == 6 * 3  # stage 1 only: options x learning rates x one tuning seed
     assert runs[0].name == ('model.bn_position-none__model.bn_on_output-False__'
                             'optimizer.learning_rate-0.03__seed-100')
-    assert runs[-1].config.model.bn_on_output and runs[-1].config.optimizer.learning_rate == 0.3
+    assert runs[-1].config.model.bn_position == 'airbench'  # a preset, by its name
+    assert runs[-1].config.optimizer.learning_rate == 0.3
     decisive = seed_question.get_tuning('decisive')
     tuning.check(decisive)
     assert decisive.seed_looks() == (5, 10, 20) and len(decisive.tuning_seeds) == 2
     with pytest.raises(errors.ConfigError, match='no variant; choose one of'):
         seed_question.get_tuning('outputbn')
+
+
+def test_the_placement_ablation_isolates_one_layer_per_decided_pair(tmp_path):
+    from bn_study.nn import placement
+    from bn_study.studies import tuning
+    from configs import placement_ablation
+    plan = placement_ablation.get_tuning()
+    tuning.check(plan)
+    effects = placement_ablation.get_report().effects
+    tuning.check_effects(plan, effects)
+    runs = declare.expand(placement_ablation.get_config(),
+                          tuning.current_sweep(plan, str(tmp_path), 0.005), str(tmp_path))
+    assert len(runs) == 18 * 3 and len(plan.pairs) == len(effects) == 4 + 3 + 3 + 4
+    built = {name: placement.describe(declare.apply_overrides(
+        placement_ablation.get_config(), overrides).model)
+        for name, overrides in plan.options.items()}
+    for cell in effects:  # a has the row's layer normalized, b is a without it
+        with_norm, without = built[cell.a], built[cell.b]
+        assert without[cell.row] == 'none' != with_norm[cell.row], cell
+        assert {k: v for k, v in with_norm.items() if k != cell.row} == {
+            k: v for k, v in without.items() if k != cell.row}, cell
+    assert built['so_answer'] == placement.positions(
+        'simple_cnn', dict(placement_ablation.get_config().model.simple_cnn), 'so_answer', False)
 
 
 # The runner (bn_study.studies.runner): what scripts/sweep.py and every worker do, in-process.

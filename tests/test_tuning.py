@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import pandas as pd
 import pytest
 
 from bn_study import cli, errors, records
@@ -301,6 +302,10 @@ BAD = {
     'seed tuned': ({'grid': {'optimizer.learning_rate': LRS, 'seed': (0, 1)}},
                    'seed is neither compared nor tuned'),
     'tolerance zero': ({'tolerance': 0.0}, 'tolerance=0.0 must be positive'),
+    'pair naming no option': ({'pairs': (('A', 'C'),)}, r"pair \('A', 'C'\) is not two "
+                              r"different options \('C' is none\); the options: A, B"),
+    'pair of one option': ({'pairs': (('A', 'A'),)}, 'is not two different options'),
+    'pair twice': ({'pairs': (('A', 'B'), ('B', 'A'))}, 'pairs lists a pair twice'),
 }
 
 
@@ -376,16 +381,17 @@ def get_config(arg=None):
 def get_tuning(arg=None):
     return tuning.Tuning(**{tuning!r})
 def get_report(arg=None):
-    return report_spec.ReportSpec(margin={margin!r})
+    return report_spec.ReportSpec(margin={margin!r}, effects=tuple(
+        report_spec.Effect(*cell) for cell in {effects!r}))
 """
 
 
-def study(tmp_path, margin=MARGIN, stage='all', **changes) -> runner.Study:
+def study(tmp_path, margin=MARGIN, stage='all', effects=(), **changes) -> runner.Study:
     kwargs = {'options': OPTIONS, 'grid': {'optimizer.learning_rate': LRS},
               'tuning_seeds': TUNING_SEEDS, 'comparison_seeds': COMPARISON_SEEDS,
               'looks': LOOKS, **changes}
     path = tmp_path / 'study.py'
-    path.write_text(STUDY.format(tuning=kwargs, margin=margin))
+    path.write_text(STUDY.format(tuning=kwargs, margin=margin, effects=tuple(effects)))
     module, _ = cli.config_module(str(path))
     return runner.Study(str(path), module.get_config(), str(tmp_path / 'sweep'), stage=stage)
 
@@ -408,6 +414,9 @@ def test_the_runner_expands_a_tuned_study_stage_by_stage(tmp_path):
      "sweep key 'optimizer.lr': config.optimizer has no key 'lr'"),
     ('margin zero', errors.ConfigError, 'the equivalence margin 0 is not positive'),
     ('comparison before tuning', errors.WorkdirError, 'stage 1 \\(tuning\\) is not finished'),
+    ('effect cell not decided', errors.ConfigError,
+     r"effect cell \(norm, here\): the pair \('B', 'A'\) is not one the tuned comparison "
+     'decides; declare it in Tuning.pairs'),
     ('tuning stage of a fixed sweep', errors.ConfigError,
      '--stage=tuning applies to tuned studies only; .* defines no get_tuning\\(\\)'),
 ])
@@ -419,6 +428,8 @@ def test_the_runner_refuses_a_bad_tuned_study_before_anything_is_written(tmp_pat
         s = study(tmp_path, margin=0)
     elif case == 'comparison before tuning':
         s = study(tmp_path, stage='comparison')
+    elif case == 'effect cell not decided':  # every pair is decided as (A, B), not (B, A)
+        s = study(tmp_path, effects=[('norm', 'here', 'B', 'A')])
     else:
         path = tmp_path / 'fixed.py'
         path.write_text('from configs.default import get_config\n'
@@ -569,3 +580,37 @@ def test_options_of_several_keys_find_their_runs_again_from_tuning_json(tmp_path
     again = tuning.Tuning.from_json(tuning.read_state(sweep_dir)['tuning'])
     assert tuning.tuning_sweep(again) == tuning.tuning_sweep(plan)
     assert tuning.tuning_table(again, sweep_dir) is not None  # every stage 1 run found
+
+
+def test_declared_pairs_are_the_ones_decided_in_their_order():
+    three = {**OPTIONS, 'C': {'model.bn_position': 'none'}}
+    per_option = {name: pd.Series([0.9, 0.91], index=[10, 11]) for name in three}
+    every = tuning.compared_pairs(make_tuning(options=three), per_option)
+    assert [(a, b) for a, _, b, _ in every] == [('A', 'B'), ('A', 'C'), ('B', 'C')]
+    declared = make_tuning(options=three, pairs=(('C', 'A'), ('B', 'C')))
+    assert [(a, b) for a, _, b, _ in tuning.compared_pairs(declared, per_option)] == [
+        ('C', 'A'), ('B', 'C')]
+    # An option that was not compared (it diverged at every setting) drops its pairs.
+    del per_option['B']
+    assert [(a, b) for a, _, b, _ in tuning.compared_pairs(declared, per_option)] == [
+        ('C', 'A')]
+
+
+def test_pairs_round_trip_and_an_undeclared_one_leaves_tuning_json_as_before():
+    assert 'pairs' not in make_tuning().to_json()  # tuning.json files from before still match
+    declared = make_tuning(pairs=(('B', 'A'),))
+    assert tuning.Tuning.from_json(json.loads(json.dumps(declared.to_json()))) == declared
+
+
+def test_a_tuned_sweep_with_effect_cells_answers_from_them(tmp_path):
+    from bn_study.analysis import report
+    s = study(tmp_path, effects=[('before_act', 'against after_act', 'A', 'B')])
+    outcome = outcomes(diffs=STAYS['decided (2 points better)'] + (0.02,) * 3)
+    assert runner.sweep(s, report=False, train_group=fake_train(outcome, [])) == 0
+    text = open(report.write_report(s.sweep_dir, str(tmp_path / 'report')).path).read()
+    answer = text[text.index('## Answer'):text.index('## Stage 1')]
+    assert 'recommended' not in answer  # the cells, not a ranking, answer it
+    assert ('- **before_act**: better with it in 1 of 1 (against after_act: 2.00 [' in answer)
+    assert '- Carries the effect (better with it somewhere, worse nowhere): before_act.' in answer
+    assert '|  | against after_act |' in answer  # the table of cells
+    assert '| before_act | 2.00 [' in answer

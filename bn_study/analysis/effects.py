@@ -3,9 +3,10 @@
 A study declares cells (report_spec.Effect): each a pair of options its Tuning decides,
 placed at a row and a column; for an ablation, a layer (row) whose norm one option has and
 the other lacks, in each place it was removed from or added to (column). The table shows
-each cell's paired difference with its interval and decision; the Answer reads each row out,
-then sorts the rows: better with it somewhere and worse nowhere, shown not to matter
-(equivalent everywhere), mixed, undecided.
+each cell's paired difference with its interval and decision; the Answer reads each row out
+in the declared order, then groups the rows by verdict: carries the effect (better with it
+somewhere, worse nowhere), shown not to matter (equivalent everywhere), worse with it,
+mixed, undecided.
 """
 
 from bn_study.analysis import answer, markdown
@@ -52,7 +53,7 @@ def table(effects: tuple[Effect, ...], family: answer.Family, where: str) -> str
 
 
 def answer_lines(effects: tuple[Effect, ...], family: answer.Family, where: str) -> list[str]:
-    """Per row, what its cells decided (with their intervals); then the rows sorted by
+    """Per row, what its cells decided (with their intervals); then the rows grouped by
     verdict."""
     lines, verdicts = [], {}
     for row in _ordered(e.row for e in effects):

@@ -22,10 +22,34 @@ def file_name(kind: str, *parts: str) -> str:
     return f'{kind}_{"".join(c if c.isalnum() or c in ".-" else "_" for c in text)[:80]}.png'
 
 
-def _save(fig, path: str, title: str) -> None:
+# More lines than this get their legend beside the axes rather than over the lines.
+LEGEND_INSIDE = 8
+
+
+def _style(i: int) -> dict:
+    """The i-th line's style: matplotlib's ten default colours, then the same colours
+    dashed, then dotted, so up to 30 options stay apart (an ablation has 18)."""
+    return {'color': f'C{i % 10}', 'linestyle': ('-', '--', ':')[i // 10 % 3]}
+
+
+def _legend(fig, ax, title: str | None = None) -> bool:
+    """The legend of `ax`'s lines: inside it for a few, beside the whole figure for many;
+    returns whether it went beside (the figure is then saved wide enough to hold it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not labels:  # no run had a curve to draw
+        return False
+    if len(labels) <= LEGEND_INSIDE:
+        ax.legend(title=title, fontsize=8)
+        return False
+    fig.legend(handles, labels, title=title, fontsize=8, loc='upper left',
+               bbox_to_anchor=(1.0, 0.95))
+    return True
+
+
+def _save(fig, path: str, title: str, wide: bool = False) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, **({'bbox_inches': 'tight'} if wide else {}))
     plt.close(fig)
 
 
@@ -33,7 +57,7 @@ def curves(runs: pd.DataFrame, compare: str, sweep_dir: str, path: str, title: s
     """Test accuracy and train loss against steps per compared value: mean and min-max band
     over seeds."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for option, group in runs.groupby(compare):
+    for i, (option, group) in enumerate(runs.groupby(compare)):
         tables = [pd.DataFrame(records.read_metrics(os.path.join(sweep_dir, r)))
                   for r in group['run']]
         tables = [t for t in tables if len(t)]
@@ -42,43 +66,43 @@ def curves(runs: pd.DataFrame, compare: str, sweep_dir: str, path: str, title: s
         joined = pd.concat(tables).groupby('step')
         for ax, column in zip(axes, ('test_accuracy', 'train_loss')):
             mean = joined[column].mean()
-            line, = ax.plot(mean.index, mean.to_numpy(), marker='o', ms=3, label=str(option))
+            line, = ax.plot(mean.index, mean.to_numpy(), marker='o', ms=3, label=str(option),
+                            **_style(i))
             ax.fill_between(mean.index, joined[column].min(), joined[column].max(),
                             color=line.get_color(), alpha=0.2)
     for ax, column in zip(axes, ('test accuracy', 'train loss')):
         ax.set_xlabel('step')
         ax.set_ylabel(column)
         ax.grid(alpha=0.3)
-    axes[0].legend(title=compare.split('.')[-1], fontsize=8)
-    _save(fig, path, title)
+    _save(fig, path, title, _legend(fig, axes[0], compare.split('.')[-1]))
 
 
 def against(runs: pd.DataFrame, compare: str, axis: str, path: str, title: str) -> None:
     """Final test accuracy against a swept value per compared value; diverged runs as x at 0."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for option, group in runs.groupby(compare):
+    for i, (option, group) in enumerate(runs.groupby(compare)):
         done = group[group['summary.status'] == records.COMPLETE]
         mean = done.groupby(axis)['summary.final_test_accuracy'].mean()
-        line, = ax.plot(mean.index, mean.to_numpy(), marker='o', label=str(option))
+        line, = ax.plot(mean.index, mean.to_numpy(), marker='o', label=str(option),
+                        **_style(i))
         diverged = group[group['summary.status'] == records.DIVERGED]
         ax.scatter(diverged[axis], np.zeros(len(diverged)), marker='x', color=line.get_color())
     ax.set_xscale('log')
     ax.set_xlabel(f'{axis} (x at 0: diverged)')
     ax.set_ylabel('final test accuracy')
     ax.grid(alpha=0.3)
-    ax.legend(title=compare.split('.')[-1], fontsize=8)
-    _save(fig, path, title)
+    _save(fig, path, title, _legend(fig, ax, compare.split('.')[-1]))
 
 
 def tuning_curves(table: pd.DataFrame, key: str, path: str, title: str) -> None:
     """Mean validation accuracy against the tuned value per option (tuning.tuning_table's
     rows); a failed point (a seed diverged) as x at 0."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for option, rows in table.groupby('option', sort=False):
+    for i, (option, rows) in enumerate(table.groupby('option', sort=False)):
         values = np.array([point[key] for point in rows['point']], dtype=float)
         failed = rows['failed'].to_numpy(bool)
         line, = ax.plot(values[~failed], rows['val_accuracy'].to_numpy()[~failed], marker='o',
-                        label=str(option))
+                        label=str(option), **_style(i))
         ax.scatter(values[failed], np.zeros(failed.sum()), marker='x', color=line.get_color())
     ax.set_xscale('log')
     grid = sorted({point[key] for point in table['point']})
@@ -87,8 +111,7 @@ def tuning_curves(table: pd.DataFrame, key: str, path: str, title: str) -> None:
     ax.set_xlabel(key)
     ax.set_ylabel('mean final validation accuracy')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path, title)
+    _save(fig, path, title, _legend(fig, ax))
 
 
 def percentile_columns(keys) -> list[str]:

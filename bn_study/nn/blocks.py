@@ -37,8 +37,7 @@ def plain_block(module: nn.Module, x, name: str, make_layer: Callable, norm: Nor
     `make_layer(use_bias, name)` builds the conv or dense layer of the block.
     """
     cancelled = placement.norm_follows_layer(ops) and norm.cancels_preceding_bias
-    layer = make_layer(use_bias=not cancelled,
-                       name=name)
+    layer = make_layer(use_bias=not cancelled, name=name)
     for op in ops:
         if op == 'layer':
             x = record(module, name, layer(x))

@@ -43,12 +43,13 @@ OUTPUT_POSITIONS = {
     'none': ('layer',),
     'after_layer': ('layer', 'norm'),  # what config.model.bn_on_output=True adds
 }
+_UNPOOLED = tuple(p for p in PLAIN_POSITIONS if p not in WITHOUT_POOL)
 # The kinds of layer a plain network has, each with the positions it can take.
 LAYER_KINDS = {
     'conv_pooled': tuple(PLAIN_POSITIONS),  # a conv whose block ends in a 2x2 max-pool
-    'conv': tuple(p for p in PLAIN_POSITIONS if p not in WITHOUT_POOL),  # a conv, no pool
-    'dense': tuple(p for p in PLAIN_POSITIONS if p not in WITHOUT_POOL),  # a hidden dense
-    'output': tuple(OUTPUT_POSITIONS),
+    'conv': _UNPOOLED,  # a conv without a pool (VGG's inner convs)
+    'dense': _UNPOOLED,  # a hidden dense layer
+    'output': tuple(OUTPUT_POSITIONS),  # the logits layer
 }
 
 
@@ -83,7 +84,8 @@ PRESETS = {
     'airbench': Preset('airbench94 (K. Jordan): conv, max-pool, BN, activation',
                        {'conv_pooled': 'after_pool_before_act', 'conv': 'before_act',
                         'dense': 'before_act', 'output': 'none'}),
-    # No norm anywhere: the same as the uniform position 'none'.
+    # No norm anywhere: the uniform position 'none', which the name resolves to first (so
+    # model.bn_on_output=True still adds the norm on the logits, as with any uniform one).
     'none': Preset('no normalization', {kind: 'none' for kind in LAYER_KINDS}),
 }
 

@@ -95,14 +95,21 @@ def _per_layer(model: str, layer_kinds: dict, spec: str) -> dict:
     return {layer: given[layer] for layer in layer_kinds}  # in call order
 
 
+def output_position(bn_on_output: bool) -> str:
+    """The logits layer's position under a uniform bn_position (any family)."""
+    return 'after_layer' if bn_on_output else 'none'
+
+
 def positions(model: str, settings: dict, bn_position: str, bn_on_output: bool) -> dict:
     """layer -> its position, in call order, for a plain family; raises ConfigError (one
     line naming the valid layers, positions or presets) for anything else."""
     layer_kinds = dict(layers(model, settings))
     if bn_position in catalog.MODELS[model].positions:
-        output = 'after_layer' if bn_on_output else 'none'
-        return {layer: output if kind == 'output' else _fit(kind, bn_position)
-                for layer, kind in layer_kinds.items()}
+        return {layer: output_position(bn_on_output) if kind == 'output'
+                else _fit(kind, bn_position) for layer, kind in layer_kinds.items()}
+    if bn_position not in catalog.PRESETS and ASSIGN not in bn_position:
+        raise ConfigError(f'config.model.bn_position={bn_position!r} is not valid for model '
+                          f'{model}; {_choices(model, layer_kinds)}')
     if bn_on_output:
         raise ConfigError(f'config.model.bn_on_output=True goes with a uniform bn_position '
                           f'only; {bn_position!r} gives the output layer its own position: '
@@ -110,10 +117,7 @@ def positions(model: str, settings: dict, bn_position: str, bn_on_output: bool) 
     if bn_position in catalog.PRESETS:
         recipe = catalog.PRESETS[bn_position].positions
         return {layer: _fit(kind, recipe[kind]) for layer, kind in layer_kinds.items()}
-    if ASSIGN in bn_position:
-        return _per_layer(model, layer_kinds, bn_position)
-    raise ConfigError(f'config.model.bn_position={bn_position!r} is not valid for model '
-                      f'{model}; {_choices(model, layer_kinds)}')
+    return _per_layer(model, layer_kinds, bn_position)
 
 
 def layer_ops(model: str, settings: dict, bn_position: str, bn_on_output: bool) -> dict:
@@ -142,11 +146,9 @@ def describe(model_config) -> dict:
         settings = dict(model_config[name])
         return positions(name, settings, model_config.bn_position, model_config.bn_on_output)
     return {'unit': model_config.bn_position,
-            'output': 'after_layer' if model_config.bn_on_output else 'none'}
+            'output': output_position(model_config.bn_on_output)}
 
 
 def has_norm_layers(model_config) -> bool:
     """Whether the configured placement puts any norm layer in the network."""
-    if is_plain(model_config.name):
-        return any(p != 'none' for p in describe(model_config).values())
-    return model_config.bn_position != 'none' or model_config.bn_on_output
+    return any(p != 'none' for p in describe(model_config).values())

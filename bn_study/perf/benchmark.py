@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from bn_study import errors
+from bn_study.nn import placement
 
 # The module each measurement runs (python -m): bn_study/perf/child.py.
 CHILD = 'bn_study.perf.child'
@@ -42,7 +43,7 @@ def plan(config, config_spec: str, overrides: tuple[str, ...], devices: list[int
          common: tuple[str, ...]) -> list[Measurement]:
     """The measurements, each with its child command's flags."""
     positions = [config.model.bn_position]
-    if no_norm_baseline and config.model.bn_position != 'none':
+    if no_norm_baseline and placement.has_norm_layers(config.model):
         positions.append('none')
     base = (f'--config={config_spec}', *overrides, *common)
     measurements = []

@@ -80,9 +80,9 @@ def expand(study: Study, record: bool = True) -> list[declare.Run]:
     module, arg = cli.config_module(study.config_spec)
     tuned = study_tuning(study.config_spec)
     if tuned is not None:
-        sweep = tuning.current_sweep(tuned, study.sweep_dir,
-                                     _report_spec(study.config_spec).margin, study.stage,
-                                     record)
+        spec = _report_spec(study.config_spec)
+        tuning.check_effects(tuned, spec.effects)
+        sweep = tuning.current_sweep(tuned, study.sweep_dir, spec.margin, study.stage, record)
     elif study.stage != 'all':
         raise errors.ConfigError(f'--stage={study.stage} applies to tuned studies only; '
                                  f'{study.config_spec} defines no get_tuning()')

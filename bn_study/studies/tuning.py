@@ -226,14 +226,29 @@ def comparison_frame(tuning: Tuning, chosen: dict, sweep_dir, seeds: int,
     return per_option
 
 
+def decided_pairs(tuning: Tuning) -> list[tuple[str, str]]:
+    """The (a, b) pairs stage 2 decides: the declared ones, or every two options (a before
+    b in declaration order)."""
+    names = list(tuning.options)
+    return list(tuning.pairs) or [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
 def compared_pairs(tuning: Tuning, per_option: dict) -> list[tuple]:
-    """The declared pairs, or every two options (a before b in declaration order), among
-    the options compared (an option diverged at every setting is not), as decide.decide
-    takes them."""
-    names = list(per_option)
-    pairs = tuning.pairs or [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    return [(a, per_option[a], b, per_option[b]) for a, b in pairs
+    """decided_pairs among the options compared (an option diverged at every setting is
+    not), as decide.decide takes them."""
+    return [(a, per_option[a], b, per_option[b]) for a, b in decided_pairs(tuning)
             if a in per_option and b in per_option]
+
+
+def check_effects(tuning: Tuning, effects) -> None:
+    """Raises ConfigError unless every cell of a report's effects table (report_spec.Effect)
+    is a pair stage 2 decides, in the same order."""
+    decided = set(decided_pairs(tuning))
+    for cell in effects:
+        if (cell.a, cell.b) not in decided:
+            raise errors.ConfigError(
+                f'effect cell ({cell.row}, {cell.column}): the pair ({cell.a!r}, {cell.b!r}) '
+                'is not one the tuned comparison decides; declare it in Tuning.pairs')
 
 
 def _should_extend(tuning: Tuning, per_option: dict, margin: float) -> bool:
