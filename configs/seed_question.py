@@ -1,20 +1,27 @@
 """The seed question: where does BN go in Conv1-ReLU1-Pool1-Conv2-ReLU2-Pool2-FC1-FC2?
 
 A tuned comparison (bn_study/studies/tuning.py) on the embedded MNIST digits. The options:
-no BN, BN before every activation (the BN paper), after every activation, after every pool,
-and the well-known Stack Overflow answer's layout (BN after the activations, and on the
-output layer FC2 too; the nearest this codebase has to its per-layer list until per-layer
-placements exist). Each option gets its own learning rate, chosen on the validation split
-(10% of the training digits) over one tuning seed from a grid spanning 10x; then every
-option runs at its own rate on 4 other seeds, and every pair is decided (better, worse,
-equivalent within ±0.5 points, or inconclusive with the seeds it would take), Holm-adjusted
-across the 10 pairs.
+the four uniform placements (no BN, BN before every activation as the BN paper puts it,
+after every activation, after every pool) and two published layouts as presets
+(bn_study/nn/catalog.py): the well-known Stack Overflow answer's, as it lists it (BN after
+ReLU1, ReLU2, FC1 and FC2), and airbench's (conv, pool, BN, activation). Each option gets
+its own learning rate, chosen on the validation split (10% of the training digits) over
+one tuning seed from a grid spanning 10x; then every option runs at its own rate on 4
+other seeds, and every pair is decided (better, worse, equivalent within ±0.5 points, or
+inconclusive with the seeds it would take), Holm-adjusted across the 15 pairs.
 
-Scaled to finish within 10 minutes on a 2-core CPU, setup included: 2 epochs, one tuning
-seed, one look at 4 comparison seeds (35 runs). The `:decisive` variant is the same protocol
-with 2 tuning seeds and looks at 5, 10 and 20 comparison seeds (the main job's Answer says
-about 23 seeds would decide every pair); up to 140 runs, about 25 min here if every look is
-taken (estimated from the main job's per-run times, not run).
+Until issue 17 the fifth option was "after_act+output" (after every activation and on
+FC2), the nearest layout to the answer's before per-layer placements existed; `so_answer`
+differs from it only in FC1's norm, which it puts right after the dense layer (before
+FC1's ReLU), as the answer writes "after FC1". Which layer's norm matters is the layer
+ablation's question (configs/placement_ablation.py).
+
+Scaled to finish within about 10 minutes on a 2-core CPU, setup included: 2 epochs, one
+tuning seed, one look at 4 comparison seeds (42 runs). The `:decisive` variant is the same
+protocol with 2 tuning seeds and looks at 5, 10 and 20 comparison seeds; up to 168 runs,
+about 30 min here if every look is taken (estimated from the main job's per-run times, not
+run). In one process it stops after about 90 runs on this machine (docs/pitfalls.md, the
+memory maps): rerun the same command to finish it.
 
 Run (the README's main job):
     python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question \
