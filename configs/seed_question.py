@@ -20,8 +20,7 @@ Scaled to finish within about 10 minutes on a 2-core CPU, setup included: 2 epoc
 tuning seed, one look at 4 comparison seeds (42 runs). The `:decisive` variant is the same
 protocol with 2 tuning seeds and looks at 5, 10 and 20 comparison seeds; up to 168 runs,
 about 30 min here if every look is taken (estimated from the main job's per-run times, not
-run). In one process it stops after about 90 runs on this machine (docs/pitfalls.md, the
-memory maps): rerun the same command to finish it.
+run).
 
 Run (the README's main job):
     python scripts/sweep.py --config=configs/seed_question.py --sweep_dir=studies/seed_question \

@@ -293,3 +293,21 @@ def test_step_queue_waits_for_the_oldest_beyond_its_limit(monkeypatch):
     for step in range(4):
         unbounded.add(step)
     assert waited == [0, 1, 2] and not unbounded.pending  # nothing waited for, nothing kept
+
+
+def test_a_long_study_drops_its_programs_before_the_memory_maps_run_out(monkeypatch):
+    from bn_study.studies import runner
+    from bn_study.training import vmap_seeds
+    cleared = []
+    monkeypatch.setattr(jax, 'clear_caches', lambda: cleared.append(True))
+    monkeypatch.setattr(parallel, 'MAPS_RELEASE_SHARE', 1.0)  # never reached
+    assert not parallel.release_programs_if_maps_high() and not cleared
+    monkeypatch.setattr(parallel, 'MAPS_RELEASE_SHARE', 0.0)  # always past it
+    assert parallel.release_programs_if_maps_high() and cleared == [True]
+
+    def crash(group):
+        raise RuntimeError('the run failed')
+    monkeypatch.setattr(vmap_seeds, 'train_group', crash)
+    with pytest.raises(RuntimeError):  # released after a failed run too
+        runner._train_group([])
+    assert cleared == [True, True]

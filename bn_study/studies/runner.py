@@ -123,8 +123,11 @@ def invocation(study: Study, vmap_seeds: int) -> launch.Invocation:
 
 
 def _train_group(group: list[declare.Run]) -> None:
-    from bn_study.training import vmap_seeds  # JAX: only where runs train
-    vmap_seeds.train_group(group)
+    from bn_study.training import parallel, vmap_seeds  # JAX: only where runs train
+    try:
+        vmap_seeds.train_group(group)
+    finally:  # a long study in one process would otherwise run out of memory maps
+        parallel.release_programs_if_maps_high()
 
 
 def work(study: Study, names: list[str], vmap_seeds: int = 0, train_group=None) -> int:

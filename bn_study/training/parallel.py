@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 from bn_study import errors
@@ -142,3 +143,29 @@ def process_zero_first(fn):
     if failed:
         raise errors.PeerError('process 0 failed first (its own error says why)')
     return result if jax.process_index() == 0 else fn()
+
+
+# Linux caps a process's memory maps (vm.max_map_count, 65,530 by default). Each run of a
+# study builds its model, optimizer and programs anew, and JAX's in-memory caches keep every
+# run's executables, about 740 maps a run of the seed CNN on this CPU: a study of about 90
+# runs in one process hit the cap and crashed (docs/pitfalls.md). Past this share of the
+# cap the caches are dropped; the next run loads its programs from the persistent cache
+# again (about a second once; the same executables, so the same results).
+MAPS_RELEASE_SHARE = 0.5
+
+
+def release_programs_if_maps_high() -> bool:
+    """Drops JAX's in-memory caches if this process holds more than MAPS_RELEASE_SHARE of
+    the memory maps Linux allows; returns whether it did (never where /proc is absent)."""
+    try:
+        with open('/proc/self/maps') as f:
+            used = sum(1 for _ in f)
+        with open('/proc/sys/vm/max_map_count') as f:
+            cap = int(f.read())
+    except (OSError, ValueError):
+        return False
+    if used < MAPS_RELEASE_SHARE * cap:
+        return False
+    jax.clear_caches()
+    logging.info('released compiled programs: %d of %d memory maps in use', used, cap)
+    return True
