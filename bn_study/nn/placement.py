@@ -54,9 +54,9 @@ def is_plain(model: str) -> bool:
 # ---- bn_position -> one position per layer --------------------------------------------------
 
 def _fit(kind: str, position: str) -> str:
-    """A uniform or preset position on a layer of `kind`: the pool-free form where it has no
-    pool."""
-    return catalog.WITHOUT_POOL.get(position, position) if kind in ('conv', 'dense') else position
+    """A uniform or preset position on a layer of `kind`: the pool-free form of a pool
+    position where the layer has no pool."""
+    return position if position in catalog.LAYER_KINDS[kind] else catalog.WITHOUT_POOL[position]
 
 
 def _choices(model: str, layer_kinds: dict) -> str:
