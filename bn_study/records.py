@@ -70,9 +70,26 @@ RENAMED_KEYS = {
 }
 
 
+# Config keys added since records were first written, with the value that does what the
+# code did before them: a record without the key loads with it (so an older sweep dir still
+# resumes, skips and reports instead of differing in the new key).
+ADDED_KEYS = {
+    'optimizer.agc_clipping': 0.0,  # issue 18: no gradient clipping
+    'optimizer.agc_eps': 1e-3,  # read only when clipping
+}
+
+
 def upgrade_config(saved: dict) -> dict:
-    """A saved config.json's tree with every renamed key under its current name."""
+    """A saved config.json's tree with every renamed key under its current name, and every
+    added key that it lacks at the value that reproduces it."""
     saved = json.loads(json.dumps(saved))  # a deep copy; the caller's tree stays as read
+    for key, value in ADDED_KEYS.items():
+        *parents, leaf = key.split('.')
+        node = saved
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.setdefault(leaf, value)
     for old, new in RENAMED_KEYS.items():
         *old_parents, old_leaf = old.split('.')
         node = saved

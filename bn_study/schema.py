@@ -71,6 +71,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f'config.eval.stats={eval_stats!r} must list one or more distinct '
                           f'values of: {", ".join(EVAL_STATS)}')
     positive = ('batch_size', 'eval.batch_size', 'num_epochs', 'optimizer.learning_rate',
+                'optimizer.agc_eps',
                 'norm.epsilon', 'norm.num_groups', 'norm.ghost_batch_size',
                 'eval.precise_bn_examples', 'data.train_shards', 'checkpoint.keep')
     for path in positive:
@@ -88,6 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f'config.diagnostics.percentiles={tuple(config.diagnostics.percentiles)}'
                           f' has {bad[0]!r}; percentiles lie in 0..100, e.g. (15, 50, 85)')
     for path in ('seed', 'cpu_devices', 'num_devices', 'diagnostics.every_steps',
+                 'optimizer.agc_clipping',
                  'progress_every_steps', 'steps_in_flight', 'data.crop_padding',
                  'checkpoint.every_steps'):
         if _lookup(config, path) < 0:

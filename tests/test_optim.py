@@ -100,3 +100,53 @@ def test_the_training_catalog_imports_no_heavy_module():
     out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == '[]'
+
+
+def _clipped_update(clipping, params, grads):
+    """One SGD step (rate 1, no momentum, no decay) after adaptive gradient clipping."""
+    config = ml_collections.ConfigDict(default.get_config().optimizer.to_dict())
+    config.update(learning_rate=1.0, momentum=0.0, weight_decay=0.0, agc_clipping=clipping)
+    tx = optim.make_optimizer(config, lambda count: 1.0, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return jax.tree.map(lambda u: -np.asarray(u), updates)
+
+
+def test_adaptive_clipping_follows_the_unit_wise_rule_on_a_hand_made_example():
+    # A dense kernel [in, out]: unit 0's weights (3, 4) have norm 5, unit 1's are zero (so
+    # eps = 1e-3 stands in). Gradients: unit 0 (0.6, 0.8), norm 1; unit 1 (0.3, 0.4), 0.5.
+    # With clipping 0.1, unit 0 may have at most 0.5 -> (0.3, 0.4); unit 1 at most 1e-4 ->
+    # (6e-5, 8e-5). The bias vector is one unit: its gradient's norm 1.00125 is over
+    # 0.1 * |(1, -2)| = 0.22361, so it is scaled by 0.22361 / 1.00125. The logits layer,
+    # built last, is never clipped.
+    params = {'hidden': {'kernel': jnp.array([[3.0, 0.0], [4.0, 0.0]]),
+                         'bias': jnp.array([1.0, -2.0])},
+              'logits': {'kernel': jnp.array([[0.1], [0.1]])}}
+    grads = {'hidden': {'kernel': jnp.array([[0.6, 0.3], [0.8, 0.4]]),
+                        'bias': jnp.array([0.05, 1.0])},
+             'logits': {'kernel': jnp.array([[50.0], [50.0]])}}
+    step = _clipped_update(0.1, params, grads)
+    np.testing.assert_allclose(step['hidden']['kernel'], [[0.3, 6e-5], [0.4, 8e-5]], rtol=1e-5)
+    scale = 0.1 * np.sqrt(5.0) / np.hypot(0.05, 1.0)
+    np.testing.assert_allclose(step['hidden']['bias'], [0.05 * scale, scale], rtol=1e-5)
+    np.testing.assert_array_equal(step['logits']['kernel'], [[50.0], [50.0]])
+    off = _clipped_update(0.0, params, grads)  # 0 disables: the gradient as it is
+    jax.tree.map(np.testing.assert_array_equal, off, jax.tree.map(np.asarray, grads))
+
+
+def test_the_logits_layer_is_the_one_left_unclipped_in_every_family():
+    params = _params('so_answer')  # a norm after the logits layer, built after it
+    assert optim.logits_layer(params) == 'fc2'
+    mask = optim.clipping_mask(params)
+    assert mask['fc2'] == {'kernel': False} and mask['norm_fc2'] == {'scale': True, 'bias': True}
+    assert mask['conv1'] == {'kernel': True, 'bias': True}  # after_act keeps the bias
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'optimizer.agc_clipping': -0.01}, 'config.optimizer.agc_clipping=-0.01 must be 0 or more'),
+    ({'optimizer.agc_eps': 0.0}, 'config.optimizer.agc_eps=0.0 must be positive'),
+])
+def test_a_clipping_setting_that_makes_no_sense_is_refused(overrides, message):
+    from bn_study import schema
+    from bn_study.studies import declare
+    with pytest.raises(errors.ConfigError, match=message):
+        schema.validate(declare.apply_overrides(default.get_config(), overrides))

@@ -1,4 +1,4 @@
-"""Records written before a config key was renamed still load, resume and compare."""
+"""Records written before a config key was renamed or added still load, resume and compare."""
 
 import json
 
@@ -38,3 +38,15 @@ def test_reports_read_legacy_records_under_the_new_key(tmp_path):
     assert runs.loc[0, 'norm.stats_scope'] == 'global'
     assert 'norm.batch_stats' not in runs.columns
     assert runs.loc[0, 'summary.final_test_accuracy'] == 0.9
+
+
+def test_a_record_from_before_an_added_key_loads_with_the_value_that_reproduces_it():
+    older = json.loads(default.get_config().to_json())
+    for key in records.ADDED_KEYS:
+        section, leaf = key.split('.')
+        del older[section][leaf]
+    assert records.config_differences(older, default.get_config()) == []
+    clipped = default.get_config()
+    clipped.optimizer.agc_clipping = 0.04  # a record without clipping differs from one with
+    assert records.config_differences(older, clipped) == ['optimizer.agc_clipping']
+    assert 'agc_clipping' not in older['optimizer']  # the caller's tree is left as read

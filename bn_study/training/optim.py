@@ -4,6 +4,7 @@ The names live in training.catalog (OPTIMIZERS, SCHEDULES, WEIGHT_DECAY_ON), eac
 function here.
 """
 
+import jax
 import ml_collections
 import optax
 from flax import traverse_util
@@ -89,9 +90,34 @@ def adamw(opt_config, schedule, mask):
                        weight_decay=opt_config.weight_decay, mask=mask)
 
 
+def logits_layer(params) -> str:
+    """The top-level module of the logits layer: the last one built with a kernel (every
+    family builds its logits layer last; a norm on the logits comes after it but has none)."""
+    return [name for name, leaves in params.items() if 'kernel' in leaves][-1]
+
+
+def clipping_mask(params):
+    """True where adaptive gradient clipping applies: everywhere but the logits layer."""
+    out = logits_layer(params)
+    return {name: jax.tree.map(lambda _: name != out, leaves) for name, leaves in params.items()}
+
+
+def clipping_record(opt_config: ml_collections.ConfigDict) -> dict | None:
+    """The gradient clipping a run used, for its summary; None without."""
+    if not opt_config.agc_clipping:
+        return None
+    return {'rule': 'adaptive, unit-wise (Brock et al. 2021): each unit\'s gradient at most '
+                    'clipping * max(its weight norm, eps)',
+            'unit': 'per output unit of a kernel; a bias or scale vector as one unit',
+            'clipping': opt_config.agc_clipping, 'eps': opt_config.agc_eps,
+            'not_clipped': 'the logits layer', 'applied': 'before weight decay and momentum'}
+
+
 def make_optimizer(opt_config: ml_collections.ConfigDict, shape: optax.Schedule,
                    params) -> optax.GradientTransformation:
-    """SGD or Adam with coupled L2 decay, or AdamW with decoupled decay, masked as configured.
+    """SGD or Adam with coupled L2 decay, or AdamW with decoupled decay, masked as configured;
+    with optimizer.agc_clipping > 0, adaptive gradient clipping first (optax's
+    adaptive_grad_clip) on every layer but the logits.
 
     The rate at step t is opt_config.learning_rate * shape(t): `shape` is the schedule at a
     peak of 1 (make_schedule(..., 1.0, ...)). The peak rate is a hyperparameter held in the
@@ -102,5 +128,9 @@ def make_optimizer(opt_config: ml_collections.ConfigDict, shape: optax.Schedule,
     mask = weight_decay_mask(params, opt_config.weight_decay_on)
 
     def at_peak(peak_learning_rate):
-        return build(opt_config, lambda count: peak_learning_rate * shape(count), mask)
+        tx = build(opt_config, lambda count: peak_learning_rate * shape(count), mask)
+        if not opt_config.agc_clipping:
+            return tx
+        clip = optax.adaptive_grad_clip(opt_config.agc_clipping, eps=opt_config.agc_eps)
+        return optax.chain(optax.masked(clip, clipping_mask(params)), tx)
     return optax.inject_hyperparams(at_peak)(peak_learning_rate=opt_config.learning_rate)
