@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from bn_study import errors
+from bn_study.nn import catalog as nn_catalog
 from bn_study.nn import norms, simple_cnn
 from bn_study.training import catalog, optim
 from configs import default
@@ -133,12 +134,18 @@ def test_adaptive_clipping_follows_the_unit_wise_rule_on_a_hand_made_example():
     jax.tree.map(np.testing.assert_array_equal, off, jax.tree.map(np.asarray, grads))
 
 
-def test_the_logits_layer_is_the_one_left_unclipped_in_every_family():
-    params = _params('so_answer')  # a norm after the logits layer, built after it
-    assert optim.logits_layer(params) == 'fc2'
+@pytest.mark.parametrize('name, logits', [('simple_cnn', 'fc2'), ('vgg', 'fc1'),
+                                          ('resnet', 'fc'), ('mlp', 'fc4')])
+def test_the_logits_layer_is_the_one_left_unclipped_in_every_family(name, logits):
+    from tests.test_models import SMALL, _model
+    first_position = tuple(nn_catalog.MODELS[name].positions)[0]
+    model = _model(name, first_position, bn_on_output=True, **SMALL[name])
+    params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 28, 28, 1)), train=False)['params']
+    assert optim.logits_layer(params) == logits  # though a norm on the logits comes after it
     mask = optim.clipping_mask(params)
-    assert mask['fc2'] == {'kernel': False} and mask['norm_fc2'] == {'scale': True, 'bias': True}
-    assert mask['conv1'] == {'kernel': True, 'bias': True}  # after_act keeps the bias
+    assert not any(jax.tree.leaves(mask[logits]))
+    assert all(jax.tree.leaves({k: v for k, v in mask.items() if k != logits}))
+
 
 
 @pytest.mark.parametrize('overrides, message', [
