@@ -119,15 +119,21 @@ def _moved(before, after) -> list[float]:
     return jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), after, before))
 
 
-def test_a_new_per_example_norm_kind_validates_builds_trains_and_is_described(
-        make_config, toy_norm_kind):
-    config = make_config(norm__kind='rms', schedule__warmup_epochs=0.0,
-                         model__simple_cnn__conv_features=(4, 8),
-                         model__simple_cnn__hidden_features=16)
+def narrow_seed_cnn_trains_a_step(make_config, **overrides):
+    """A narrow seed CNN with `overrides`, validated, after one pmapped step, which must be
+    finite and move every parameter; returns (config, state)."""
+    config = make_config(schedule__warmup_epochs=0.0, model__simple_cnn__conv_features=(4, 8),
+                         model__simple_cnn__hidden_features=16, **overrides)
     schema.validate(config)
     before, state, metrics = _train_one_step(config)
     assert bool(metrics['finite']) and np.isfinite(metrics['loss'])
     assert min(_moved(before, state.params)) > 0  # every parameter trained
+    return config, state
+
+
+def test_a_new_per_example_norm_kind_validates_builds_trains_and_is_described(
+        make_config, toy_norm_kind):
+    config, state = narrow_seed_cnn_trains_a_step(make_config, norm__kind='rms')
     assert set(state.params['norm_conv1']) == {'scale', 'bias'}
     assert 'bias' in state.params['conv1']  # it does not cancel a preceding bias
     assert not jax.tree.leaves(state.batch_stats)  # per-example: no running statistics

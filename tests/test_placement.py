@@ -205,14 +205,8 @@ def test_bn_on_output_goes_with_a_uniform_position_only():
 
 @pytest.mark.parametrize('bn_position', [*nn_catalog.PRESETS, MIXED])
 def test_each_preset_and_a_mixed_placement_train_a_pmapped_step(make_config, bn_position):
-    from tests.test_extending import _moved, _train_one_step
-    config = make_config(model__bn_position=bn_position, schedule__warmup_epochs=0.0,
-                         model__simple_cnn__conv_features=(4, 8),
-                         model__simple_cnn__hidden_features=16)
-    schema.validate(config)
-    before, state, metrics = _train_one_step(config)
-    assert bool(metrics['finite']) and np.isfinite(metrics['loss'])
-    assert min(_moved(before, state.params)) > 0  # every parameter trained
+    from tests.test_extending import narrow_seed_cnn_trains_a_step
+    config, state = narrow_seed_cnn_trains_a_step(make_config, model__bn_position=bn_position)
     normalized = {f'norm_{layer}' for layer, p in placement.describe(config.model).items()
                   if p != 'none'}
     assert set(state.batch_stats) == normalized

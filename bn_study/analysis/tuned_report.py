@@ -106,16 +106,15 @@ def write(doc: markdown.Document, sweep_dir: str, out_dir: str, runs: pd.DataFra
                       'rerun the sweep to complete it.')
     else:
         done = stage2[stage2['summary.status'] == records.COMPLETE]
+        diverged = {o: _count(stage2, o, records.DIVERGED) for o in per_option}
         if effect_cells:
-            diverged = {o: _count(stage2, o, records.DIVERGED) for o in per_option}
             lines = effects.answer_lines(effect_cells, family, WHERE) + [
                 '  - diverged runs: ' + (', '.join(f'{o} {n}' for o, n in diverged.items()
                                                    if n) or 'none') + '.']
         else:
             lines = answer.setting_lines(
                 WHERE, {o: v.mean() for o, v in per_option.items()},
-                {o: stats.mean_interval(v) for o, v in per_option.items()}, family,
-                {o: _count(stage2, o, records.DIVERGED) for o in per_option},
+                {o: stats.mean_interval(v) for o, v in per_option.items()}, family, diverged,
                 answer.cost_ratios(sweep_dir, {o: list(done[done['option'] == o]['run'])
                                                for o in per_option}), settings)
         unchosen = [o for o, p in chosen.items() if p is None]
